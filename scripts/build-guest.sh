@@ -1,0 +1,60 @@
+#!/bin/bash
+# Build what runs inside the guest and pack it into build/guest/initramfs.cpio.gz:
+# busybox-static, our init, the agent, the kernel's modules plus our
+# out-of-tree drivers (guest/drivers/*), hmm-tests and our static tools
+# (guest/tools/*.c).  Cheap (seconds), so it lives in build/, not the cache.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$repo/build/guest
+kbuild=$out/kernel-build
+[ -f "$kbuild/.p2plab-built" ] || { echo "build-guest: no kernel build at $kbuild: run 'make kernel'"; exit 1; }
+krel=$(cat "$kbuild/include/config/kernel.release")
+busybox=${BUSYBOX:-/bin/busybox}
+cflags=(-static -O2 -Wall -Wextra -I "$repo/qemu-devices/include" -I "$kbuild/usr/include")
+
+# 1. Out-of-tree drivers, each built from a copy so the work tree stays clean.
+mods=()
+for d in "$repo"/guest/drivers/*/; do
+    [ -f "$d/Kbuild" ] || continue
+    name=$(basename "$d")
+    rsync -a --delete --exclude '*.o' --exclude '*.ko' "$d" "$out/drivers/$name/"
+    make -s -C "$kbuild" M="$out/drivers/$name" P2PLAB_ROOT="$repo" modules
+    mods+=("$out/drivers/$name"/*.ko)
+done
+
+# 2. Static tools and the agent.
+mkdir -p "$out/tools"
+gcc "${cflags[@]}" -o "$out/tools/p2plab-agent" "$repo/guest/agent/p2plab-agent.c"
+for c in "$repo"/guest/tools/*.c; do
+    [ -f "$c" ] || continue
+    gcc "${cflags[@]}" $(for u in "$repo"/guest/drivers/*/uapi; do [ -d "$u" ] && echo "-I$u"; done) \
+        -o "$out/tools/$(basename "$c" .c)" "$c" -lpthread
+done
+
+# 3. The root filesystem.
+root=$out/rootfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,root,lib/modules}
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+install -m 755 "$repo/guest/initramfs/init" "$root/init"
+install -m 755 "$out/tools/p2plab-agent" "$root/sbin/p2plab-agent"
+for t in "$out"/tools/*; do
+    [ "$(basename "$t")" = p2plab-agent ] || install -m 755 "$t" "$root/usr/bin/"
+done
+install -m 755 "$kbuild/hmm-tests" "$root/usr/bin/hmm-tests"
+cp -a "$kbuild/modroot/lib/modules/$krel" "$root/lib/modules/"
+rm -f "$root/lib/modules/$krel/build" "$root/lib/modules/$krel/source"
+if [ "${#mods[@]}" -gt 0 ]; then
+    mkdir -p "$root/lib/modules/$krel/extra"
+    cp "${mods[@]}" "$root/lib/modules/$krel/extra/"
+fi
+depmod -b "$root" "$krel"
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+
+(cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --reproducible) \
+    | gzip -1 > "$out/initramfs.cpio.gz.tmp"
+mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+echo "build-guest: $out/initramfs.cpio.gz ($(du -h "$out/initramfs.cpio.gz" | cut -f1), kernel $krel, ${#mods[@]} p2plab modules)"

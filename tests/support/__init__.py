@@ -1,0 +1,1 @@
+"""Test utilities shared by the device and orchestrator tests."""

@@ -1,0 +1,262 @@
+"""A small client for QEMU's qtest accelerator, plus PCI helpers.
+
+It drives MMIO, port I/O, guest memory and config space of a QEMU started with
+``-accel qtest``: no guest kernel needed.  QMP rides alongside for QOM reads
+and writes (device counters, fault-injection properties).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+REPO = Path(__file__).resolve().parents[2]
+QEMU = Path(os.environ.get("P2PLAB_QEMU", REPO / "build" / "bin" / "qemu-system-x86_64"))
+
+# q35: ECAM window we program into the MCH's PCIEXBAR (no firmware runs here).
+ECAM_BASE = 0xB000_0000
+
+
+class QTestError(Exception):
+    """The qtest conversation failed: QEMU died, or a command was refused."""
+
+
+@dataclass
+class QTest:
+    """One QEMU process under the qtest accelerator."""
+
+    workdir: Path
+    extra_args: list[str] = field(default_factory=list)
+    machine: str = "q35"
+    memory: str = "512M"
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.qtest_path = self.workdir / "qtest.sock"
+        self.qmp_path = self.workdir / "qmp.sock"
+        self.log_path = self.workdir / "qemu.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.irqs: list[str] = []
+        self.qmp_client: QEMUMonitorProtocol | None = None
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self) -> QTest:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.qtest_path))
+        listener.listen(1)
+        listener.settimeout(self.timeout)
+        qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
+        args = [
+            str(QEMU), "-machine", self.machine, "-accel", "qtest", "-nodefaults",
+            "-display", "none", "-m", self.memory,
+            "-qtest", f"unix:{self.qtest_path}", "-qmp", f"unix:{self.qmp_path}",
+            *self.extra_args,
+        ]
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self.sock, _ = listener.accept()
+            qmp.accept(self.timeout)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise QTestError(f"QEMU did not connect: {self.log_tail()}") from exc
+        finally:
+            listener.close()
+        self.qmp_client = qmp
+        self.sock.settimeout(self.timeout)
+        self.enable_ecam()
+        return self
+
+    def close(self) -> None:
+        if self.qmp_client is not None:
+            self.qmp_client.close()
+            self.qmp_client = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        if hasattr(self, "log"):
+            self.log.close()
+
+    def __enter__(self) -> QTest:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- protocol ---------------------------------------------------------
+    def cmd(self, line: str) -> list[str]:
+        if self.sock is None:
+            raise QTestError("not connected")
+        try:
+            self.sock.sendall(line.encode() + b"\n")
+            while True:
+                while b"\n" not in self.buf:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        raise QTestError(f"QEMU closed qtest on {line!r}: {self.log_tail()}")
+                    self.buf += chunk
+                raw, self.buf = self.buf.split(b"\n", 1)
+                words = raw.decode().split()
+                if words and words[0] == "IRQ":
+                    self.irqs.append(" ".join(words[1:]))
+                    continue
+                if not words or words[0] != "OK":
+                    raise QTestError(f"{line!r} -> {raw.decode()!r}")
+                return words[1:]
+        except OSError as exc:
+            raise QTestError(f"qtest I/O failed on {line!r}: {self.log_tail()}") from exc
+
+    def read(self, width: int, addr: int) -> int:
+        return int(self.cmd(f"read{'bwlq'[width.bit_length() - 1]} {addr:#x}")[0], 16)
+
+    def write(self, width: int, addr: int, val: int) -> None:
+        self.cmd(f"write{'bwlq'[width.bit_length() - 1]} {addr:#x} {val:#x}")
+
+    def readl(self, addr: int) -> int:
+        return self.read(4, addr)
+
+    def writel(self, addr: int, val: int) -> None:
+        self.write(4, addr, val)
+
+    def readq(self, addr: int) -> int:
+        return self.read(8, addr)
+
+    def writeq(self, addr: int, val: int) -> None:
+        self.write(8, addr, val)
+
+    def outl(self, port: int, val: int) -> None:
+        self.cmd(f"outl {port:#x} {val:#x}")
+
+    def inl(self, port: int) -> int:
+        return int(self.cmd(f"inl {port:#x}")[0], 16)
+
+    def memread(self, addr: int, size: int) -> bytes:
+        return bytes.fromhex(self.cmd(f"memread {addr:#x} {size:#x}")[0][2:])
+
+    def memwrite(self, addr: int, data: bytes) -> None:
+        self.cmd(f"memwrite {addr:#x} {len(data):#x} 0x{data.hex()}")
+
+    def memset(self, addr: int, size: int, val: int) -> None:
+        self.cmd(f"memset {addr:#x} {size:#x} {val:#x}")
+
+    def clock_step(self, ns: int | None = None) -> int:
+        return int(self.cmd("clock_step" if ns is None else f"clock_step {ns}")[0])
+
+    # -- QMP ----------------------------------------------------------------
+    def qmp(self, command: str, **args: Any) -> Any:
+        if self.qmp_client is None:
+            raise QTestError("QMP not connected")
+        return self.qmp_client.cmd(command, args)
+
+    def qom_get(self, path: str, prop: str) -> Any:
+        return self.qmp("qom-get", path=path, property=prop)
+
+    def qom_set(self, path: str, prop: str, value: Any) -> None:
+        self.qmp("qom-set", path=path, property=prop, value=value)
+
+    # -- PCI ------------------------------------------------------------------
+    def enable_ecam(self) -> None:
+        # MCH (00:00.0) PCIEXBAR at 0x60: base | 256 MiB | enable.
+        self.outl(0xCF8, 0x8000_0060)
+        self.outl(0xCFC, ECAM_BASE | 1)
+        self.outl(0xCF8, 0x8000_0064)
+        self.outl(0xCFC, 0)
+
+    def pci(self, bus: int, dev: int, fn: int = 0) -> PCIDev:
+        return PCIDev(self, bus, dev, fn)
+
+
+@dataclass
+class PCIDev:
+    """Config space of one function, through ECAM."""
+
+    qt: QTest
+    bus: int
+    dev: int
+    fn: int = 0
+
+    def cfg_addr(self, off: int) -> int:
+        return ECAM_BASE | (self.bus << 20) | (self.dev << 15) | (self.fn << 12) | off
+
+    def cfg_read(self, off: int, width: int = 4) -> int:
+        return self.qt.read(width, self.cfg_addr(off))
+
+    def cfg_write(self, off: int, val: int, width: int = 4) -> None:
+        self.qt.write(width, self.cfg_addr(off), val)
+
+    def capabilities(self) -> dict[int, int]:
+        """Standard capabilities: id -> offset."""
+        caps: dict[int, int] = {}
+        off = self.cfg_read(0x34, 1) & 0xFC
+        while off and len(caps) < 48:
+            caps.setdefault(self.cfg_read(off, 1), off)
+            off = self.cfg_read(off + 1, 1) & 0xFC
+        return caps
+
+    def ext_capabilities(self) -> dict[int, int]:
+        """PCIe extended capabilities: id -> offset."""
+        caps: dict[int, int] = {}
+        off = 0x100
+        while off and len(caps) < 64:
+            hdr = self.cfg_read(off)
+            if hdr in (0, 0xFFFFFFFF):
+                break
+            caps.setdefault(hdr & 0xFFFF, off)
+            off = (hdr >> 20) & 0xFFC
+        return caps
+
+    def bar_size(self, n: int) -> int:
+        """Size a BAR the way firmware does: write all ones, read the mask back."""
+        off = 0x10 + 4 * n
+        lo = self.cfg_read(off)
+        is64 = (lo & 0x6) == 0x4
+        hi = self.cfg_read(off + 4) if is64 else 0
+        self.cfg_write(off, 0xFFFFFFFF)
+        if is64:
+            self.cfg_write(off + 4, 0xFFFFFFFF)
+        mask = self.cfg_read(off) & ~0xF
+        if is64:
+            mask |= self.cfg_read(off + 4) << 32
+            self.cfg_write(off + 4, hi)
+        else:
+            mask |= 0xFFFFFFFF_00000000
+        self.cfg_write(off, lo)
+        return (~mask + 1) & 0xFFFFFFFF_FFFFFFFF if mask & 0xFFFFFFFF_FFFFFFF0 else 0
+
+    def map_bar(self, n: int, addr: int) -> None:
+        off = 0x10 + 4 * n
+        lo = self.cfg_read(off)
+        self.cfg_write(off, (addr & 0xFFFFFFFF) | (lo & 0xF))
+        if (lo & 0x6) == 0x4:
+            self.cfg_write(off + 4, addr >> 32)
+
+    def enable(self, memory: bool = True, master: bool = True) -> None:
+        cmd = self.cfg_read(0x04, 2) | (0x2 if memory else 0) | (0x4 if master else 0)
+        self.cfg_write(0x04, cmd, 2)
+
+    def disable_memory(self) -> None:
+        self.cfg_write(0x04, self.cfg_read(0x04, 2) & ~0x2, 2)

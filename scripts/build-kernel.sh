@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build the guest kernel (Linux 6.12 LTS from Debian's linux-source-6.12, or
 # KERNEL_SRC=<dir>) with guest/kernel/p2plab.config, out of tree in the cache,
-# keyed by the source version, the fragment and this script.  Also builds the
+# keyed by the source version, the fragment and the recipe version below.  Also builds the
 # kernel's own HMM selftest (hmm-tests, static) from the same tree.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +29,9 @@ else
     srcid="linux-source-6.12 $pkgver"
 fi
 
-key=$( (echo "$srcid"; cat "$fragment" "$0") | sha256sum | cut -c1-16)
+# Bump RECIPE when a change here alters what gets built (not for cosmetic edits).
+RECIPE=1
+key=$( (echo "$srcid recipe=$RECIPE"; cat "$fragment") | sha256sum | cut -c1-16)
 bld=$cache/kernel/build-$key
 kmake() { make -C "$src" O="$bld" -j"$(nproc)" "$@"; }
 
@@ -65,6 +67,11 @@ if [ ! -x "$bld/hmm-tests" ] || [ "$src/tools/testing/selftests/mm/hmm-tests.c" 
         -I "$src/tools/include/uapi" -o "$bld/hmm-tests" \
         "$src/tools/testing/selftests/mm/hmm-tests.c" -lpthread
 fi
+
+# Stale trees (other keys, unused for a week) are dropped; the current one is marked used.
+touch "$bld"
+find "$cache/kernel" -mindepth 1 -maxdepth 1 -name 'build-*' ! -path "$bld" \
+    ! -newermt '-7 days' -exec rm -rf {} + 2>/dev/null || true
 
 ln -sfn "$bld" "$out/kernel-build"
 ln -sfn "$bld/arch/x86/boot/bzImage" "$out/bzImage"

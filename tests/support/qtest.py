@@ -7,10 +7,10 @@ and writes (device counters, fault-injection properties).
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +48,7 @@ class QTest:
         self.sock: socket.socket | None = None
         self.buf = b""
         self.irqs: list[str] = []
+        self.ncmds = 0                  # qtest round trips so far (benchmarks)
         self.qmp_client: QEMUMonitorProtocol | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -63,7 +64,7 @@ class QTest:
             "-qtest", f"unix:{self.qtest_path}", "-qmp", f"unix:{self.qmp_path}",
             *self.extra_args,
         ]
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as QEMU)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         try:
             self.sock, _ = listener.accept()
@@ -111,6 +112,7 @@ class QTest:
     def cmd(self, line: str) -> list[str]:
         if self.sock is None:
             raise QTestError("not connected")
+        self.ncmds += 1
         try:
             self.sock.sendall(line.encode() + b"\n")
             while True:
@@ -155,10 +157,14 @@ class QTest:
         return int(self.cmd(f"inl {port:#x}")[0], 16)
 
     def memread(self, addr: int, size: int) -> bytes:
-        return bytes.fromhex(self.cmd(f"memread {addr:#x} {size:#x}")[0][2:])
+        # qtest has no "memread": b64read is the bulk form (and allows size 0).
+        if size == 0:
+            return b""
+        return base64.b64decode(self.cmd(f"b64read {addr:#x} {size:#x}")[0])
 
     def memwrite(self, addr: int, data: bytes) -> None:
-        self.cmd(f"memwrite {addr:#x} {len(data):#x} 0x{data.hex()}")
+        if data:
+            self.cmd(f"b64write {addr:#x} {len(data):#x} {base64.b64encode(data).decode()}")
 
     def memset(self, addr: int, size: int, val: int) -> None:
         self.cmd(f"memset {addr:#x} {size:#x} {val:#x}")
@@ -170,7 +176,7 @@ class QTest:
     def qmp(self, command: str, **args: Any) -> Any:
         if self.qmp_client is None:
             raise QTestError("QMP not connected")
-        return self.qmp_client.cmd(command, args)
+        return self.qmp_client.cmd(command, **args)
 
     def qom_get(self, path: str, prop: str) -> Any:
         return self.qmp("qom-get", path=path, property=prop)

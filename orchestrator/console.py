@@ -1,0 +1,83 @@
+"""Watching a VM's serial console: the log file QEMU writes, tailed as it grows.
+
+QEMU writes every byte of the console to ``console.log`` (chardev ``logfile=``),
+whether or not anyone is attached to the console socket. :class:`ConsoleWatcher`
+polls that file, keeps the text, and flags a kernel panic, oops or BUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+CRASH_PATTERNS = re.compile(
+    r"Kernel panic - not syncing|Oops: |BUG: |general protection fault|"
+    r"Unable to handle kernel|kernel BUG at|watchdog: BUG: soft lockup|"
+    r"INFO: task .* blocked for more than|rcu: INFO: rcu_\w+ detected stalls"
+)
+
+
+class ConsoleWatcher:
+    """Tails one console log; ``crashed`` is set when a crash pattern appears."""
+
+    def __init__(self, path: Path, poll: float = 0.1) -> None:
+        self.path = path
+        self.poll = poll
+        self.text = ""
+        self.crash_line: str | None = None
+        self.crashed = asyncio.Event()
+        self.last_output = time.monotonic()
+        self._offset = 0
+        self._scan_from = 0
+
+    def read_new(self) -> bool:
+        """Read what was appended since last time; True if anything was."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return False
+        if not data:
+            return False
+        self._offset += len(data)
+        self.text += data.decode("utf-8", "replace")
+        self.last_output = time.monotonic()
+        if self.crash_line is None:
+            start = max(0, self.text.rfind("\n", 0, self._scan_from) + 1)
+            m = CRASH_PATTERNS.search(self.text, start)
+            if m:
+                end = self.text.find("\n", m.start())
+                line_start = self.text.rfind("\n", 0, m.start()) + 1
+                self.crash_line = self.text[line_start : end if end >= 0 else None].strip()
+                self.crashed.set()
+            self._scan_from = len(self.text)
+        return True
+
+    async def run(self) -> None:
+        """Poll forever (cancel to stop)."""
+        while True:
+            self.read_new()
+            await asyncio.sleep(self.poll)
+
+    def tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the console."""
+        self.read_new()
+        return "\n".join(self.text.rstrip("\n").splitlines()[-lines:])
+
+    def mark(self) -> int:
+        """A position in the console text, for :meth:`wait_for` to search from."""
+        self.read_new()
+        return len(self.text)
+
+    async def wait_for(self, pattern: str, start: int = 0) -> re.Match[str]:
+        """Wait until ``pattern`` appears in the console after position ``start``."""
+        rx = re.compile(pattern)
+        while True:
+            self.read_new()
+            m = rx.search(self.text, start)
+            if m:
+                return m
+            await asyncio.sleep(self.poll)

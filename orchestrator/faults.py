@@ -1,0 +1,55 @@
+"""Fault injection: QOM writes, hot-unplug and hot-plug, stop/cont, killing QEMU."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from .cmdline import device_arg
+from .devices import qom_path
+from .schema import (
+    ContFault,
+    DeviceAddFault,
+    DeviceDelFault,
+    Fault,
+    KillFault,
+    QomSetFault,
+    StopFault,
+)
+from .vm import VM
+
+
+async def inject(vm: VM, fault: Fault) -> dict[str, Any]:
+    """Apply one fault to ``vm``; returns details for the step result."""
+    if isinstance(fault, QomSetFault):
+        path = fault.path or qom_path(fault.device or "")
+        await vm.execute("qom-set", {"path": path, "property": fault.property,
+                                     "value": fault.value})
+        return {"path": path, "property": fault.property, "value": fault.value}
+    if isinstance(fault, DeviceDelFault):
+        mark = vm.event_mark()
+        await vm.execute("device_del", {"id": fault.id})
+        if fault.wait:
+            ev = await vm.wait_event("DEVICE_DELETED", {"device": fault.id}, mark)
+            return {"id": fault.id, "event": ev}
+        return {"id": fault.id}
+    if isinstance(fault, DeviceAddFault):
+        dev = fault.device
+        args: dict[str, Any] = {"driver": dev.driver, "id": dev.id}
+        if dev.bus is not None:
+            args["bus"] = dev.bus
+        args.update({k: (("on" if v else "off") if isinstance(v, bool) else v)
+                     for k, v in dev.props.items()})
+        await vm.execute("device_add", args)
+        return {"device": device_arg(dev.driver, {"id": dev.id, **dev.props})}
+    if isinstance(fault, StopFault):
+        await vm.execute("stop")
+        return {}
+    if isinstance(fault, ContFault):
+        await vm.execute("cont")
+        return {}
+    if isinstance(fault, KillFault):
+        sig = getattr(signal, f"SIG{fault.signal}")
+        vm.kill(sig)
+        return {"signal": fault.signal}
+    raise AssertionError(f"unknown fault {fault!r}")

@@ -1,0 +1,38 @@
+"""structlog configuration: readable lines on a terminal, JSON with --log-format json."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+LogFormat = Literal["auto", "console", "json"]
+
+
+def setup_logging(fmt: LogFormat = "auto", verbose: bool = False) -> None:
+    """Configure structlog (and stdlib logging, for qemu.qmp) to write to stderr."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if fmt == "auto":
+        fmt = "console"
+    renderer: structlog.types.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso" if fmt == "json" else "%H:%M:%S"),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # qemu.qmp logs through stdlib logging; keep it quiet unless asked.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("qemu.qmp").setLevel(logging.DEBUG if verbose else logging.CRITICAL)

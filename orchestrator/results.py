@@ -1,0 +1,178 @@
+"""Run results: the data model, ``results.json`` and JUnit XML.
+
+JSON layout (``schema_version`` 1), documented in docs/scenarios.md::
+
+    {"schema_version": 1, "tool": "p2plab-orchestrator", "started": ISO-8601,
+     "duration": s, "status": "passed|failed|error",
+     "summary": {"total": n, "passed": n, "failed": n, "error": n},
+     "scenarios": [ScenarioResult, ...]}
+
+    ScenarioResult = {"name", "file", "status", "duration", "run_dir", "message",
+      "machines": {vm: {"accel", "accel_reason", "boot_seconds", "shutdown",
+                        "console_tail", "artifacts": {name: path}}},
+      "metrics": {name: value}, "counters": {vm: {device: {counter: int}}},
+      "steps": [StepResult, ...]}
+
+    StepResult = {"index", "name", "kind", "machine", "status", "duration",
+      "message", "metrics": {...}, "details": {...}, "artifacts": {name: path}}
+
+Status values: ``passed``, ``failed`` (an expectation was not met), ``error``
+(the orchestrator or a VM failed), ``skipped`` (not run after an earlier failure).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "error", "skipped"]
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class StepResult:
+    """The outcome of one step."""
+
+    index: int
+    name: str
+    kind: str
+    machine: str | None
+    status: Status = "skipped"
+    duration: float = 0.0
+    message: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MachineResult:
+    """What we know about one VM at the end of a scenario."""
+
+    accel: str = ""
+    accel_reason: str = ""
+    boot_seconds: float | None = None
+    shutdown: str = ""
+    console_tail: str = ""
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ScenarioResult:
+    """The outcome of one scenario."""
+
+    name: str
+    file: str
+    status: Status = "error"
+    duration: float = 0.0
+    run_dir: str = ""
+    message: str = ""
+    machines: dict[str, MachineResult] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    steps: list[StepResult] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """All scenarios of one ``orchestrator run``."""
+
+    started: str = field(
+        default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
+    )
+    duration: float = 0.0
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        if any(s.status == "error" for s in self.scenarios):
+            return "error"
+        if any(s.status != "passed" for s in self.scenarios):
+            return "failed"
+        return "passed"
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {k: sum(1 for s in self.scenarios if s.status == k)
+                  for k in ("passed", "failed", "error", "skipped")}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": "p2plab-orchestrator",
+            "started": self.started,
+            "duration": round(self.duration, 3),
+            "status": self.status,
+            "summary": {"total": len(self.scenarios), **counts},
+            "scenarios": [asdict(s) for s in self.scenarios],
+        }
+
+
+def write_json(result: RunResult | ScenarioResult, path: Path) -> None:
+    """Write a run (or one scenario) as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = result.to_json() if isinstance(result, RunResult) else asdict(result)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def junit_xml(run: RunResult) -> ET.ElementTree[ET.Element]:
+    """One ``<testsuite>`` per scenario, one ``<testcase>`` per step."""
+    root = ET.Element("testsuites", name="p2plab", time=f"{run.duration:.3f}")
+    for sc in run.scenarios:
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=sc.name,
+            file=sc.file,
+            tests=str(len(sc.steps) or 1),
+            failures=str(sum(1 for s in sc.steps if s.status == "failed")),
+            errors=str(sum(1 for s in sc.steps if s.status == "error")
+                       + (1 if sc.status == "error" and not sc.steps else 0)),
+            skipped=str(sum(1 for s in sc.steps if s.status == "skipped")),
+            time=f"{sc.duration:.3f}",
+        )
+        props = ET.SubElement(suite, "properties")
+        for name, value in sorted(sc.metrics.items()):
+            ET.SubElement(props, "property", name=f"metric.{name}", value=str(value))
+        for vm, m in sc.machines.items():
+            ET.SubElement(props, "property", name=f"{vm}.accel", value=m.accel)
+            if m.boot_seconds is not None:
+                ET.SubElement(props, "property", name=f"{vm}.boot_seconds",
+                              value=f"{m.boot_seconds:.2f}")
+        for vm, devs in sc.counters.items():
+            for dev, counters in devs.items():
+                for cname, value in counters.items():
+                    ET.SubElement(props, "property", name=f"counter.{vm}.{dev}.{cname}",
+                                  value=str(value))
+        ET.SubElement(props, "property", name="run_dir", value=sc.run_dir)
+        if not sc.steps:
+            case = ET.SubElement(suite, "testcase", classname=sc.name, name="setup", time="0")
+            ET.SubElement(case, "error", message=sc.message or "error").text = sc.message
+        for step in sc.steps:
+            case = ET.SubElement(
+                suite, "testcase", classname=sc.name,
+                name=f"{step.index:02d} {step.name}", time=f"{step.duration:.3f}",
+            )
+            if step.status == "failed":
+                ET.SubElement(case, "failure", message=step.message[:500]).text = step.message
+            elif step.status == "error":
+                ET.SubElement(case, "error", message=step.message[:500]).text = step.message
+            elif step.status == "skipped":
+                ET.SubElement(case, "skipped", message=step.message or "not run")
+            out = step.details.get("stdout_tail")
+            if out:
+                ET.SubElement(case, "system-out").text = str(out)
+        if sc.status != "passed":
+            tails = "\n".join(f"== {vm}\n{m.console_tail}" for vm, m in sc.machines.items()
+                              if m.console_tail)
+            if tails:
+                ET.SubElement(suite, "system-err").text = tails
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(run: RunResult, path: Path) -> None:
+    """Write JUnit XML for a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_xml(run).write(path, encoding="utf-8", xml_declaration=True)

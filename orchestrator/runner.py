@@ -1,0 +1,198 @@
+"""Running one scenario: resolve paths and accel, boot the VMs concurrently, run
+the steps, read device counters, and tear everything down whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from . import paths
+from .accel import AccelChoice, resolve_accel
+from .cmdline import Boot, VMPaths, link_ends
+from .devices import read_counters
+from .errors import P2PLabError, SetupError, VMError
+from .results import MachineResult, ScenarioResult, StepResult, write_json
+from .scenario import LoadedScenario
+from .schema import Machine
+from .steps import StepContext, run_step, step_kind, step_title
+from .vm import VM
+
+log = structlog.get_logger(__name__)
+
+_SUN_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes
+
+
+@dataclass
+class RunOptions:
+    """How to run: where artifacts go, and callbacks for the progress view."""
+
+    artifacts: Path = field(default_factory=paths.default_runs_dir)
+    qemu: Path = field(default_factory=paths.default_qemu)
+    on_step: Callable[[str, StepResult], None] | None = None
+    on_phase: Callable[[str, str], None] | None = None
+
+
+def new_run_dir(base: Path, name: str) -> Path:
+    """``base/<YYYYmmdd-HHMMSS>-<name>``, unique."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        d = base / (f"{stamp}-{name}" + (f"-{n}" if n else ""))
+        try:
+            d.mkdir(parents=True)
+            return d
+        except FileExistsError:
+            continue
+    raise SetupError(f"cannot create a run directory under {base}")
+
+
+def boot_for(machine: Machine, qemu: Path) -> Boot:
+    """The kernel, initramfs and QEMU for a machine, checked to exist."""
+    root = paths.repo_root()
+    kernel = paths.default_kernel()
+    if machine.kernel:
+        kernel = paths.resolve_relative(machine.kernel, root)
+    initrd = paths.default_initrd()
+    if machine.initrd:
+        initrd = paths.resolve_relative(machine.initrd, root)
+    for what, p, hint in (("QEMU", qemu, "make qemu"), ("kernel", kernel, "make kernel"),
+                          ("initramfs", initrd, "make guest")):
+        if not p.exists():
+            raise SetupError(f"{what} not found at {p} (run: {hint})")
+    return Boot(qemu, kernel, initrd)
+
+
+def vm_paths(run_dir: Path, name: str, stack: contextlib.ExitStack) -> VMPaths:
+    """The VM's directory; sockets go to a short temporary directory if needed."""
+    d = run_dir / name
+    if len(str(d / "console.sock")) <= _SUN_PATH_MAX:
+        return VMPaths(d, d)
+    short = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="p2plab-")))
+    return VMPaths(d, short)
+
+
+def _phase(opts: RunOptions, scenario: str, text: str) -> None:
+    if opts.on_phase is not None:
+        opts.on_phase(scenario, text)
+
+
+async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResult:
+    """Run one scenario to completion; never leaves a QEMU running."""
+    sc = loaded.scenario
+    result = ScenarioResult(loaded.name, str(loaded.path))
+    t0 = time.monotonic()
+    run_dir = new_run_dir(opts.artifacts, re.sub(r"[^\w.-]", "_", loaded.name))
+    result.run_dir = str(run_dir)
+    only = sc.machines[0].name if len(sc.machines) == 1 else None
+    result.steps = [StepResult(i, step_title(s), step_kind(s), s.machine or only)
+                    for i, s in enumerate(sc.steps)]
+    vms: dict[str, VM] = {}
+    structlog.contextvars.bind_contextvars(scenario=loaded.name)
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                async with asyncio.timeout(sc.timeout):
+                    await _setup_and_run(loaded, opts, run_dir, vms, result, stack)
+            except TimeoutError:
+                result.status = "failed"
+                result.message = f"scenario timed out after {sc.timeout:.0f}s"
+            except VMError as exc:
+                result.status = "error"
+                result.message = str(exc)
+            except P2PLabError as exc:
+                result.status = "error"
+                result.message = str(exc)
+            finally:
+                await _teardown(vms, result, opts, loaded.name)
+    finally:
+        structlog.contextvars.unbind_contextvars("scenario")
+        result.duration = time.monotonic() - t0
+        write_json(result, run_dir / "results.json")
+    return result
+
+
+async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
+                         vms: dict[str, VM], result: ScenarioResult,
+                         stack: contextlib.ExitStack) -> None:
+    sc = loaded.scenario
+    accel_cache = paths.cache_dir() / "kvm-probe.json"
+    choices: dict[str, AccelChoice] = {}
+    link_dir = vm_paths(run_dir, "_links", stack).sock_dir
+    ends = link_ends([(link.a, link.b) for link in sc.links], link_dir)
+    if sc.links:
+        link_dir.mkdir(parents=True, exist_ok=True)
+    for m in sc.machines:
+        boot = boot_for(m, opts.qemu)
+        choice = choices.get(m.accel)
+        if choice is None:
+            _phase(opts, loaded.name, "choosing accel")
+            choice = await resolve_accel(m.accel, boot.qemu, boot.kernel, accel_cache)
+            choices[m.accel] = choice
+        log.info("accel", vm=m.name, accel=choice.accel, reason=choice.reason)
+        vms[m.name] = VM(m, boot, vm_paths(run_dir, m.name, stack), choice.accel,
+                         ends.get(m.name, []))
+        result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason)
+    _phase(opts, loaded.name, "booting " + ", ".join(vms))
+    # All VMs of the topology start concurrently; a failure cancels the others.
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for vm in vms.values():
+                tg.create_task(_start(vm, result))
+    except* P2PLabError as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    ctx = StepContext(vms, run_dir)
+    for i, step in enumerate(sc.steps):
+        _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
+        res = await run_step(i, step, ctx)
+        result.steps[i] = res
+        if opts.on_step is not None:
+            opts.on_step(loaded.name, res)
+        if res.status != "passed":
+            result.status = res.status
+            result.message = f"step {i} ({res.name}): {res.message}"
+            for later in result.steps[i + 1 :]:
+                later.message = "not run: an earlier step failed"
+            return
+    result.metrics = dict(ctx.metrics)
+    result.status = "passed"
+
+
+async def _start(vm: VM, result: ScenarioResult) -> None:
+    await vm.start()
+    result.machines[vm.name].boot_seconds = round(await vm.wait_ready(), 3)
+
+
+async def _teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
+                    scenario: str) -> None:
+    """Read counters, then stop every VM concurrently. Survives cancellation."""
+    if vms:
+        _phase(opts, scenario, "tearing down")
+    for name, vm in vms.items():
+        if vm.running and vm.qmp.runstate is not None:
+            with contextlib.suppress(P2PLabError, TimeoutError):
+                counters = await asyncio.wait_for(read_counters(vm), 10.0)
+                if counters:
+                    result.counters[name] = counters
+    outcomes = await asyncio.gather(*(vm.shutdown() for vm in vms.values()),
+                                    return_exceptions=True)
+    for (name, vm), how in zip(vms.items(), outcomes, strict=True):
+        m = result.machines.setdefault(name, MachineResult())
+        m.shutdown = how if isinstance(how, str) else f"error: {how!r}"
+        m.artifacts = {
+            "dir": str(vm.paths.dir), "console": str(vm.paths.console_log),
+            "qemu_log": str(vm.paths.qemu_log), "qmp_log": str(vm.paths.qmp_log),
+            "agent_log": str(vm.paths.agent_log), "cmdline": str(vm.paths.dir / "cmdline.json"),
+        }
+        if result.status != "passed" or vm.console.crash_line:
+            m.console_tail = vm.console.tail(40)

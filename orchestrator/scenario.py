@@ -1,0 +1,214 @@
+"""Loading a scenario file: YAML with marks, the schema, then cross-references.
+
+:func:`load_scenario` returns a :class:`LoadedScenario` or raises
+:class:`~orchestrator.errors.ScenarioError` whose problems each carry
+``file:line:column``, the path inside the document and what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import Problem, ScenarioError
+from .schema import STEP_KINDS, UNION_TAGS, AssertStep, ExecStep, Machine, Scenario, Switch
+from .yamlsource import DocPath, SourceMap, load_yaml
+
+BUILTIN_BUSES = frozenset({"pcie.0"})
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario, its name, and where it came from."""
+
+    scenario: Scenario
+    name: str
+    path: Path
+    source: SourceMap
+
+    def machine(self, name: str) -> Machine:
+        """The machine called ``name`` (validated to exist)."""
+        return next(m for m in self.scenario.machines if m.name == name)
+
+
+def _doc_path(data: Any, loc: Sequence[str | int]) -> tuple[DocPath, str | None]:
+    """Map a pydantic error location onto the document.
+
+    Returns the path of the deepest node that exists, and the missing key if the
+    location ends in a key the document lacks.
+    """
+    path: list[str | int] = []
+    cur = data
+    for elem in loc:
+        if isinstance(cur, dict) and elem in cur:  # noqa: SIM114
+            path.append(elem)
+            cur = cur[elem]
+        elif isinstance(cur, list) and isinstance(elem, int) and 0 <= elem < len(cur):
+            path.append(elem)
+            cur = cur[elem]
+        elif isinstance(elem, str) and elem in UNION_TAGS:
+            continue
+        elif isinstance(cur, dict) and isinstance(elem, str):
+            return tuple(path), elem
+        else:
+            break
+    return tuple(path), None
+
+
+def _node_at(data: Any, path: DocPath) -> Any:
+    for elem in path:
+        data = data[elem]
+    return data
+
+
+def _schema_problems(exc: ValidationError, data: Any, smap: SourceMap) -> list[Problem]:
+    merged: dict[tuple[DocPath, str | None], list[str]] = {}
+    order: list[tuple[DocPath, str | None]] = []
+    for err in exc.errors(include_url=False):
+        path, missing = _doc_path(data, err["loc"])
+        kind = err["type"]
+        if kind == "missing" and missing is not None:
+            msg = f"missing required key {missing!r}"
+        elif kind == "extra_forbidden":
+            msg = f"unknown key {path[-1]!r}" if path else "unknown key"
+        elif kind == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            disc = str(ctx.get("discriminator", "kind")).strip("'")
+            node = _node_at(data, path)
+            if isinstance(node, dict) and disc in node:
+                path = (*path, disc)
+            msg = f"unknown {disc} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        elif kind == "step_kind":
+            node = _node_at(data, path)
+            found = [k for k in STEP_KINDS if isinstance(node, dict) and k in node]
+            msg = err["msg"] + (f" (found {', '.join(found)})" if found else " (found none)")
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            if missing is not None:
+                msg = f"{missing}: {msg}"
+        key = (path, missing if kind == "missing" else None)
+        if key not in merged:
+            merged[key] = []
+            order.append(key)
+        if msg not in merged[key]:
+            merged[key].append(msg)
+    problems = []
+    for key in order:
+        path, _ = key
+        is_key = any(m.startswith("unknown key") for m in merged[key])
+        problems.append(smap.problem(path, "; or ".join(merged[key]), key=is_key))
+    return problems
+
+
+def _check_machine(i: int, m: Machine, smap: SourceMap) -> list[Problem]:
+    """Unique ids within one machine; every bus a topology entry or device names exists."""
+    problems: list[Problem] = []
+    ids: set[str] = set()
+    buses: set[str] = set(BUILTIN_BUSES)
+
+    def claim(ident: str, path: DocPath) -> None:
+        if ident in ids:
+            problems.append(smap.problem(path, f"duplicate id {ident!r} in machine {m.name!r}"))
+        ids.add(ident)
+
+    def bus_ok(bus: str | None, path: DocPath) -> None:
+        if bus is not None and bus not in buses and "." not in bus:
+            known = ", ".join(sorted(buses))
+            problems.append(smap.problem(path, f"unknown bus {bus!r} (known: {known})"))
+
+    for j, t in enumerate(m.topology):
+        base: DocPath = ("machines", i, "topology", j)
+        claim(t.id, (*base, "id"))
+        bus_ok(t.bus, (*base, "bus"))
+        if isinstance(t, Switch):
+            for k, port in enumerate(t.downstream):
+                claim(port.id, (*base, "downstream", k, "id"))
+                buses.add(port.id)
+        else:
+            buses.add(t.id)
+    for j, d in enumerate(m.devices):
+        base = ("machines", i, "devices", j)
+        claim(d.id, (*base, "id"))
+        bus_ok(d.bus, (*base, "bus"))
+        buses.add(d.id)  # a device listed earlier (a root port, a bridge) may be a bus
+    return problems
+
+
+def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
+    """Names that must be unique, and references that must resolve."""
+    problems: list[Problem] = []
+    machines: dict[str, Machine] = {}
+    for i, m in enumerate(sc.machines):
+        if m.name in machines:
+            problems.append(
+                smap.problem(("machines", i, "name"), f"duplicate machine name {m.name!r}")
+            )
+        machines[m.name] = m
+        problems += _check_machine(i, m, smap)
+
+    def device_of(ref: str, path: DocPath) -> None:
+        mname, dev = ref.split(".", 1)
+        if mname not in machines:
+            problems.append(smap.problem(path, f"unknown machine {mname!r}"))
+        elif dev not in {d.id for d in machines[mname].devices}:
+            problems.append(smap.problem(path, f"machine {mname!r} has no device {dev!r}"))
+
+    for i, link in enumerate(sc.links):
+        device_of(link.a, ("links", i, "a"))
+        device_of(link.b, ("links", i, "b"))
+        if link.a.split(".")[0] == link.b.split(".")[0]:
+            problems.append(smap.problem(("links", i), "a link joins NICs of different machines"))
+
+    metrics: set[str] = set()
+    for i, step in enumerate(sc.steps):
+        base = ("steps", i)
+        if step.machine is None and len(machines) > 1:
+            problems.append(
+                smap.problem(base, "with several machines, a step must name its 'machine'")
+            )
+        elif step.machine is not None and step.machine not in machines:
+            problems.append(smap.problem((*base, "machine"), f"unknown machine {step.machine!r}"))
+        if isinstance(step, ExecStep):
+            for name in step.metrics:
+                metrics.add(name)
+        if isinstance(step, AssertStep):
+            for j, check in enumerate(step.assert_):
+                if check.metric is not None and check.metric not in metrics:
+                    problems.append(
+                        smap.problem(
+                            (*base, "assert", j),
+                            f"metric {check.metric!r} is not captured by an earlier step",
+                        )
+                    )
+    return problems
+
+
+def parse_scenario(text: str, file: str) -> LoadedScenario:
+    """Validate scenario text; ``file`` is used for messages and the default name."""
+    data, smap = load_yaml(text, file)
+    if not isinstance(data, dict):
+        raise ScenarioError([smap.problem((), "a scenario is a mapping (name, machines, steps)")])
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_schema_problems(exc, data, smap)) from exc
+    problems = _cross_check(sc, smap)
+    if problems:
+        raise ScenarioError(problems)
+    name = sc.name or Path(file).stem
+    return LoadedScenario(sc, name, Path(file), smap)
+
+
+def load_scenario(path: Path) -> LoadedScenario:
+    """Read and validate one scenario file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(str(path), 0, 0, "", f"cannot read: {exc}")]) from exc
+    return parse_scenario(text, str(path))

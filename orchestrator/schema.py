@@ -1,0 +1,471 @@
+"""The scenario file format, as pydantic models (exported as JSON Schema).
+
+A scenario has ``machines`` (each a q35 VM: CPU, memory, accel, vIOMMU, kernel,
+PCIe topology, devices), optional ``links`` between NICs of different machines,
+and ``steps`` run in order. A step is a mapping with exactly one of the keys
+``exec``, ``qmp``, ``fault``, ``wait``, ``assert`` plus the common keys
+``name``, ``machine`` and ``timeout``. See docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)]
+PropValue = str | int | float | bool
+Size = Annotated[str, Field(pattern=r"^[0-9]+[KMGT]?$", description="e.g. 1G, 512M")]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors; models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- machines
+
+
+class VIOMMU(Strict):
+    """The virtual IOMMU: ``intel-iommu`` or ``virtio-iommu`` and its -device options."""
+
+    model: Literal["intel-iommu", "virtio-iommu"] = "intel-iommu"
+    options: dict[str, PropValue] = Field(default_factory=dict)
+
+
+class Device(Strict):
+    """One ``-device``: driver, id, parent bus and properties, as QEMU spells them."""
+
+    driver: str
+    id: Identifier
+    bus: str | None = None
+    props: dict[str, PropValue] = Field(default_factory=dict)
+    counters: list[str] = Field(
+        default_factory=list,
+        description="QOM properties read over QMP at the end of the run (and for asserts)",
+    )
+
+
+class RootPort(Strict):
+    """A ``pcie-root-port`` on the root complex (or on ``bus``)."""
+
+    kind: Literal["root-port"]
+    id: Identifier
+    bus: str | None = None
+    chassis: int | None = None
+    slot: int | None = None
+    props: dict[str, PropValue] = Field(default_factory=dict)
+
+
+class DownstreamPort(Strict):
+    """A ``xio3130-downstream`` port of a switch."""
+
+    id: Identifier
+    chassis: int | None = None
+    slot: int | None = None
+    props: dict[str, PropValue] = Field(default_factory=dict)
+
+
+class Switch(Strict):
+    """A PCIe switch: an ``x3130-upstream`` port (``id``) on ``bus`` and its downstream ports."""
+
+    kind: Literal["switch"]
+    id: Identifier
+    bus: str
+    downstream: list[DownstreamPort] = Field(min_length=1)
+    props: dict[str, PropValue] = Field(default_factory=dict)
+
+
+TopologyEntry = Annotated[RootPort | Switch, Field(discriminator="kind")]
+
+
+class Machine(Strict):
+    """One VM of the topology."""
+
+    name: Identifier
+    cpu: str | None = Field(default=None, description="CPU model; default max (TCG) or host (KVM)")
+    memory: Size | int = Field(default="1G", description="as QEMU -m takes it; an integer is MiB")
+    cpus: int = Field(default=1, ge=1, le=64)
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    viommu: VIOMMU | None = Field(default_factory=VIOMMU)
+    kernel: str | None = Field(default=None, description="default build/guest/bzImage")
+    initrd: str | None = Field(default=None, description="default build/guest/initramfs.cpio.gz")
+    append: str = Field(default="", description="extra kernel command-line arguments")
+    cmdline: str | None = Field(default=None, description="replaces the whole kernel command line")
+    topology: list[TopologyEntry] = Field(default_factory=list)
+    devices: list[Device] = Field(default_factory=list)
+    qemu_args: list[str] = Field(default_factory=list, description="extra QEMU arguments")
+    boot_timeout: float = Field(
+        default=300, gt=0, description="seconds until the guest agent is up"
+    )
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not (
+            isinstance(v, int) or (isinstance(v, str) and re.fullmatch(r"[0-9]+[KMGT]?", v))
+        ):
+            raise ValueError(f"{v!r} is not a size: write e.g. 1G or 512M, or MiB as an integer")
+        return v
+
+    @field_validator("viommu", mode="before")
+    @classmethod
+    def _viommu_shorthand(cls, v: Any) -> Any:
+        if v is None or v == "none":
+            return None
+        if isinstance(v, str):
+            return {"model": v}
+        return v
+
+
+class Link(Strict):
+    """A point-to-point link between two NICs of different machines, each ``machine.device``.
+
+    Each end becomes a ``-netdev dgram`` over unix sockets in the run directory,
+    and the device gets ``netdev=`` that backend (the odp-nic wire, for one).
+    """
+
+    a: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[A-Za-z][\w-]*$")]
+    b: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[A-Za-z][\w-]*$")]
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _check_regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from exc
+    return v
+
+
+Regex = Annotated[str, Field(description="a Python regular expression")]
+
+
+class StepBase(Strict):
+    """Keys every step may have."""
+
+    name: str | None = None
+    machine: Identifier | None = Field(
+        default=None, description="the VM the step acts on; may be omitted with one machine"
+    )
+    timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+
+class Expect(Strict):
+    """What an ``exec`` step expects: exit status and regexes on its output."""
+
+    status: int | None = Field(default=0, description="expected exit status; null accepts any")
+    stdout: list[Regex] = Field(default_factory=list, description="must all match stdout")
+    stderr: list[Regex] = Field(default_factory=list, description="must all match stderr")
+    not_stdout: list[Regex] = Field(default_factory=list, description="must not match stdout")
+    not_stderr: list[Regex] = Field(default_factory=list, description="must not match stderr")
+
+    @field_validator("stdout", "stderr", "not_stdout", "not_stderr", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("stdout", "stderr", "not_stdout", "not_stderr")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        return [_check_regex(p) for p in v]
+
+
+class Metric(Strict):
+    """A number captured from a command's output by a regex's first group."""
+
+    pattern: Regex
+    source: Literal["stdout", "stderr", "output"] = Field(default="output", alias="from")
+    type: Literal["int", "float", "str"] = "int"
+    last: bool = Field(default=False, description="take the last match instead of the first")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compile(cls, v: str) -> str:
+        _check_regex(v)
+        if re.compile(v).groups < 1:
+            raise ValueError("the pattern needs a capture group: the metric is group 1")
+        return v
+
+
+def _metric_shorthand(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: ({"pattern": m} if isinstance(m, str) else m) for k, m in v.items()}
+    return v
+
+
+class ExecStep(StepBase):
+    """Run a command in the guest through the agent."""
+
+    exec_: str | list[str] = Field(
+        alias="exec", description="a command line (split like a shell) or an argv list"
+    )
+    expect: Expect = Field(default_factory=Expect)
+    metrics: dict[Identifier, Metric] = Field(default_factory=dict)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, v: Any) -> Any:
+        return _metric_shorthand(v)
+
+    @field_validator("exec_")
+    @classmethod
+    def _nonempty(cls, v: str | list[str]) -> str | list[str]:
+        if not v:
+            raise ValueError("the command is empty")
+        return v
+
+
+class QMPCommand(Strict):
+    """A raw QMP command."""
+
+    execute: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class QMPStep(StepBase):
+    """Send a raw QMP command; optionally expect it to fail."""
+
+    qmp: QMPCommand
+    expect_error: bool | str = Field(
+        default=False, description="true, or a regex the error message must match"
+    )
+
+    @field_validator("qmp", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"execute": v} if isinstance(v, str) else v
+
+
+class QomSetFault(Strict):
+    """Write a QOM property (``device`` id or a full QOM ``path``)."""
+
+    kind: Literal["qom-set"]
+    device: Identifier | None = None
+    path: str | None = None
+    property: str
+    value: PropValue
+
+    @model_validator(mode="after")
+    def _target(self) -> QomSetFault:
+        if (self.device is None) == (self.path is None):
+            raise ValueError("give exactly one of 'device' or 'path'")
+        return self
+
+
+class DeviceDelFault(Strict):
+    """Unplug a device; by default wait for its DEVICE_DELETED event."""
+
+    kind: Literal["device-del"]
+    id: Identifier
+    wait: bool = True
+
+
+class DeviceAddFault(Strict):
+    """Hot-plug a device."""
+
+    kind: Literal["device-add"]
+    device: Device
+
+
+class StopFault(Strict):
+    """Pause the VM's vCPUs."""
+
+    kind: Literal["stop"]
+
+
+class ContFault(Strict):
+    """Resume the VM's vCPUs."""
+
+    kind: Literal["cont"]
+
+
+class KillFault(Strict):
+    """Kill the VM's QEMU process with a signal (default KILL)."""
+
+    kind: Literal["kill"]
+    signal: Literal["KILL", "TERM", "INT", "ABRT"] = "KILL"
+
+
+Fault = Annotated[
+    QomSetFault | DeviceDelFault | DeviceAddFault | StopFault | ContFault | KillFault,
+    Field(discriminator="kind"),
+]
+
+
+class FaultStep(StepBase):
+    """Inject a fault."""
+
+    fault: Fault
+
+    @field_validator("fault", mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v
+
+
+class WaitSpec(Strict):
+    """Wait for exactly one of: a QMP event, a console regex, a guest command succeeding."""
+
+    event: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, description="event data must contain")
+    console: Regex | None = None
+    guest: str | list[str] | None = Field(default=None, description="polled until it exits 0")
+    interval: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WaitSpec:
+        given = [k for k in ("event", "console", "guest") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'event', 'console' or 'guest'")
+        if self.console is not None:
+            _check_regex(self.console)
+        return self
+
+
+class WaitStep(StepBase):
+    """Wait for something to happen."""
+
+    wait: WaitSpec
+
+
+_OPS = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+_CHECK_RE = re.compile(r"^\s*([A-Za-z][\w.-]*)\s*(==|!=|>=|<=|>|<)\s*(\S.*?)\s*$")
+
+
+class Check(Strict):
+    """One assertion: a ``metric`` (or ``qom`` as ``device.property``) against a value."""
+
+    metric: str | None = None
+    qom: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[\w-]+$")] | None = None
+    op: Literal["eq", "ne", "gt", "ge", "lt", "le"]
+    value: float | int | str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = _CHECK_RE.match(v)
+            if not m:
+                raise ValueError("write an assertion as 'NAME OP VALUE', OP one of == != > >= < <=")
+            value: Any = m.group(3)
+            for conv in (int, float):
+                try:
+                    value = conv(value)
+                    break
+                except ValueError:
+                    continue
+            return {"metric": m.group(1), "op": _OPS[m.group(2)], "value": value}
+        return v
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Check:
+        if (self.metric is None) == (self.qom is None):
+            raise ValueError("give exactly one of 'metric' or 'qom'")
+        return self
+
+
+class AssertStep(StepBase):
+    """Check captured metrics and device counters (read with qom-get)."""
+
+    assert_: list[Check] = Field(alias="assert", min_length=1)
+
+    @field_validator("assert_", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | dict) else v
+
+
+STEP_KINDS = {
+    "exec": "exec-step",
+    "qmp": "qmp-step",
+    "fault": "fault-step",
+    "wait": "wait-step",
+    "assert": "assert-step",
+}
+
+
+def _step_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        present = [k for k in STEP_KINDS if k in v]
+        return STEP_KINDS[present[0]] if len(present) == 1 else None
+    for kind, cls in (
+        ("exec", ExecStep),
+        ("qmp", QMPStep),
+        ("fault", FaultStep),
+        ("wait", WaitStep),
+        ("assert", AssertStep),
+    ):
+        if isinstance(v, cls):
+            return STEP_KINDS[kind]
+    return None
+
+
+Step = Annotated[
+    Annotated[ExecStep, Tag("exec-step")]
+    | Annotated[QMPStep, Tag("qmp-step")]
+    | Annotated[FaultStep, Tag("fault-step")]
+    | Annotated[WaitStep, Tag("wait-step")]
+    | Annotated[AssertStep, Tag("assert-step")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step needs exactly one of the keys exec, qmp, fault, wait, assert",
+    ),
+]
+
+# Names that pydantic puts into error locations for tagged unions but that are not
+# keys of the document; the error locator skips them.
+UNION_TAGS = frozenset(
+    [
+        *STEP_KINDS.values(),
+        "qom-set",
+        "device-del",
+        "device-add",
+        "stop",
+        "cont",
+        "kill",
+        "root-port",
+        "switch",
+        "str",
+        "list[str]",
+        "int",
+        "float",
+        "bool",
+        "function-after",
+        "function-before",
+        "function-wrap",
+    ]
+)
+
+
+class Scenario(Strict):
+    """A scenario: machines, links between them, and the steps to run."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    name: Identifier | None = Field(
+        default=None, description="default: the file name without .yaml"
+    )
+    description: str = ""
+    timeout: float = Field(default=1800, gt=0, description="seconds for the whole scenario")
+    machines: list[Machine] = Field(min_length=1)
+    links: list[Link] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)

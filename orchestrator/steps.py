@@ -1,0 +1,279 @@
+"""Running the steps of a scenario against its VMs.
+
+:func:`run_step` runs one step under its timeout and returns a
+:class:`~orchestrator.results.StepResult`; it raises only on cancellation.
+Captured metrics go into the shared :class:`StepContext` for later ``assert``
+steps. A VM crash or exit during a step makes the step an ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from . import faults
+from .devices import qom_get
+from .errors import P2PLabError, QMPCommandError, StepFailed, StepTimeout, VMError
+from .results import StepResult
+from .schema import (
+    AssertStep,
+    Check,
+    ExecStep,
+    FaultStep,
+    Metric,
+    QMPStep,
+    Step,
+    WaitStep,
+)
+from .vm import VM
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_STEP_TIMEOUT = 300.0
+HANG_PING_TIMEOUT = 5.0
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
+    "ge": operator.ge, "lt": operator.lt, "le": operator.le,
+}  # fmt: skip
+_OP_TEXT = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+@dataclass
+class StepContext:
+    """What steps share: the VMs, captured metrics, cursors for waits, the run dir."""
+
+    vms: dict[str, VM]
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    event_cursor: dict[str, int] = field(default_factory=dict)
+    console_cursor: dict[str, int] = field(default_factory=dict)
+
+
+def step_kind(step: Step) -> str:
+    """``exec``, ``qmp``, ``fault``, ``wait`` or ``assert``."""
+    return {ExecStep: "exec", QMPStep: "qmp", FaultStep: "fault", WaitStep: "wait",
+            AssertStep: "assert"}[type(step)]
+
+
+def step_title(step: Step) -> str:
+    """The step's name, or a short description of it."""
+    if step.name:
+        return step.name
+    if isinstance(step, ExecStep):
+        return step.exec_ if isinstance(step.exec_, str) else shlex.join(step.exec_)
+    if isinstance(step, QMPStep):
+        return f"qmp {step.qmp.execute}"
+    if isinstance(step, FaultStep):
+        return f"fault {step.fault.kind}"
+    if isinstance(step, WaitStep):
+        w = step.wait
+        return f"wait {w.event or ''}{w.console or ''}{w.guest or ''}"
+    return "assert " + ", ".join(_check_text(c) for c in step.assert_)
+
+
+def _check_text(c: Check) -> str:
+    return f"{c.metric or c.qom} {_OP_TEXT[c.op]} {c.value}"
+
+
+def _argv(cmd: str | list[str]) -> list[str]:
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def _capture(metric: Metric, stdout: str, stderr: str) -> Any:
+    text = {"stdout": stdout, "stderr": stderr, "output": stdout + "\n" + stderr}[metric.source]
+    matches = list(re.finditer(metric.pattern, text, re.MULTILINE))
+    if not matches:
+        return None
+    raw = (matches[-1] if metric.last else matches[0]).group(1)
+    if metric.type == "int":
+        return int(raw)
+    if metric.type == "float":
+        return float(raw)
+    return raw
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
+                    timeout: float) -> None:
+    argv = _argv(step.exec_)
+    out = await vm.guarded(vm.agent.exec(argv, timeout))
+    base = ctx.run_dir / vm.name / "steps" / f"{res.index:02d}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
+        p = base.with_name(f"{base.name}.{stream}")
+        p.write_text(text)
+        res.artifacts[stream] = str(p)
+    res.details.update(
+        argv=argv, status=out.status, signal=out.signal, timed_out=out.timed_out,
+        guest_duration=out.duration, truncated=out.truncated,
+        stdout_tail=_tail(out.stdout), stderr_tail=_tail(out.stderr, 10),
+    )
+    problems: list[str] = []
+    if out.timed_out:
+        raise StepTimeout(f"{shlex.join(argv)}: killed in the guest after {timeout:.0f}s")
+    if step.expect.status is not None and out.status != step.expect.status:
+        problems.append(f"exit status {out.status}, expected {step.expect.status}")
+    for stream, text, must, mustnt in (
+        ("stdout", out.stdout, step.expect.stdout, step.expect.not_stdout),
+        ("stderr", out.stderr, step.expect.stderr, step.expect.not_stderr),
+    ):
+        problems += [f"{stream} does not match {p!r}" for p in must
+                     if not re.search(p, text, re.MULTILINE)]
+        problems += [f"{stream} matches {p!r}" for p in mustnt
+                     if re.search(p, text, re.MULTILINE)]
+    for name, metric in step.metrics.items():
+        value = _capture(metric, out.stdout, out.stderr)
+        if value is None:
+            problems.append(f"metric {name!r}: no match for {metric.pattern!r}")
+        else:
+            res.metrics[name] = value
+            ctx.metrics[name] = value
+    if problems:
+        tail = _tail(out.stdout + ("\n" + out.stderr if out.stderr else ""), 15)
+        raise StepFailed("; ".join(problems) + (f"\n--- output tail ---\n{tail}" if tail else ""))
+
+
+async def _run_qmp(step: QMPStep, vm: VM, res: StepResult) -> None:
+    try:
+        reply = await vm.execute(step.qmp.execute, step.qmp.arguments or None)
+    except QMPCommandError as exc:
+        res.details["error"] = str(exc)
+        if step.expect_error is False:
+            raise StepFailed(str(exc)) from exc
+        if isinstance(step.expect_error, str) and not re.search(step.expect_error, str(exc)):
+            raise StepFailed(f"error {exc} does not match {step.expect_error!r}") from exc
+        return
+    res.details["return"] = reply
+    if step.expect_error is not False:
+        raise StepFailed(f"{step.qmp.execute} succeeded but an error was expected")
+
+
+async def _run_wait(step: WaitStep, vm: VM, ctx: StepContext, res: StepResult,
+                    timeout: float) -> None:
+    w = step.wait
+    if w.event is not None:
+        start = ctx.event_cursor.get(vm.name, 0)
+        ev = await vm.wait_event(w.event, w.data, start)
+        ctx.event_cursor[vm.name] = vm.events.index(ev) + 1
+        res.details["event"] = ev
+    elif w.console is not None:
+        start = ctx.console_cursor.get(vm.name, 0)
+        m = await vm.guarded(vm.console.wait_for(w.console, start))
+        ctx.console_cursor[vm.name] = m.end()
+        res.details["console"] = m.group(0)
+    else:
+        assert w.guest is not None
+        argv = _argv(w.guest)
+        tries = 0
+        while True:
+            tries += 1
+            out = await vm.guarded(vm.agent.exec(argv, min(timeout, 30.0)))
+            if out.status == 0:
+                res.details.update(tries=tries, stdout_tail=_tail(out.stdout))
+                return
+            await asyncio.sleep(w.interval)
+
+
+async def _run_assert(step: AssertStep, vm: VM | None, ctx: StepContext,
+                      res: StepResult) -> None:
+    failures: list[str] = []
+    for check in step.assert_:
+        if check.metric is not None:
+            actual = ctx.metrics.get(check.metric)
+        else:
+            assert check.qom is not None and vm is not None
+            dev, prop = check.qom.split(".", 1)
+            actual = await qom_get(vm, dev, prop)
+            res.metrics[check.qom] = actual
+        try:
+            ok = actual is not None and _COMPARE[check.op](actual, check.value)
+        except TypeError:
+            ok = False
+        res.details.setdefault("checks", []).append(
+            {"check": _check_text(check), "actual": actual, "ok": ok}
+        )
+        if not ok:
+            failures.append(f"{_check_text(check)} is false (actual: {actual!r})")
+    if failures:
+        raise StepFailed("; ".join(failures))
+
+
+async def _dispatch(step: Step, vm: VM | None, ctx: StepContext, res: StepResult,
+                    timeout: float) -> None:
+    if isinstance(step, AssertStep):
+        await _run_assert(step, vm, ctx, res)
+        return
+    assert vm is not None
+    vm.check_alive()
+    if isinstance(step, ExecStep):
+        await _run_exec(step, vm, ctx, res, timeout)
+    elif isinstance(step, QMPStep):
+        await _run_qmp(step, vm, res)
+    elif isinstance(step, FaultStep):
+        res.details.update(await faults.inject(vm, step.fault))
+    elif isinstance(step, WaitStep):
+        await _run_wait(step, vm, ctx, res, timeout)
+
+
+async def _guest_hung(vm: VM) -> bool:
+    """After a timeout: a running guest whose agent does not answer a ping is hung."""
+    if not vm.running or vm.agent.ready_info is None:
+        return False
+    try:
+        await vm.guarded(vm.agent.ping(timeout=HANG_PING_TIMEOUT))
+    except P2PLabError:
+        return True
+    return False
+
+
+async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
+    """Run one step; the result says passed, failed or error (never raises but on cancel)."""
+    machine = step.machine or (next(iter(ctx.vms)) if len(ctx.vms) == 1 else None)
+    res = StepResult(index, step_title(step), step_kind(step), machine)
+    timeout = step.timeout or DEFAULT_STEP_TIMEOUT
+    vm = ctx.vms.get(machine) if machine else None
+    t0 = time.monotonic()
+    log.info("step", index=index, name=res.name, machine=machine)
+    try:
+        # exec: the agent enforces ``timeout`` and reports; the host allows a margin.
+        margin = 10.0 if isinstance(step, ExecStep) else 0.0
+        async with asyncio.timeout(timeout + margin):
+            await _dispatch(step, vm, ctx, res, timeout)
+        res.status = "passed"
+    except TimeoutError:
+        res.status = "failed"
+        res.message = f"timed out after {timeout:.0f}s"
+        if vm is not None and await _guest_hung(vm):
+            res.status = "error"
+            quiet = time.monotonic() - vm.console.last_output
+            res.message += (f"; the guest is hung: its agent does not answer a ping"
+                            f" (console silent for {quiet:.0f}s)")
+            res.details["console_tail"] = vm.console.tail()
+    except StepFailed as exc:
+        res.status = "failed"
+        res.message = str(exc)
+    except VMError as exc:
+        res.status = "error"
+        res.message = str(exc)
+        if exc.console_tail:
+            res.details["console_tail"] = exc.console_tail
+    except P2PLabError as exc:
+        res.status = "error"
+        res.message = str(exc)
+    res.duration = time.monotonic() - t0
+    log.info("step done", index=index, name=res.name, status=res.status,
+             seconds=round(res.duration, 2), message=res.message.split("\n")[0][:200])
+    return res

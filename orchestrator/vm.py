@@ -1,0 +1,316 @@
+"""One VM: the QEMU process, its QMP client, its console watcher and its agent.
+
+Lifecycle: :meth:`VM.start` spawns QEMU in its own process group (and with a
+parent-death signal, so it dies with the orchestrator even on SIGKILL), then
+connects QMP and the agent socket; :meth:`VM.wait_ready` waits for the guest
+agent; :meth:`VM.shutdown` powers the guest off through the agent, else quits
+over QMP, else kills the process group. Shutdown is idempotent and always ends
+with the process gone, even when cancelled.
+
+Every QEMU process group started here is recorded in :data:`LIVE_GROUPS` until
+it is reaped; :func:`kill_all_now` (used at exit) kills whatever is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TextIO, TypeVar
+
+import structlog
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient
+
+from .agent import AgentClient
+from .cmdline import Accel, Boot, LinkEnd, VMPaths, build_argv
+from .console import ConsoleWatcher
+from .errors import GuestCrashed, QMPCommandError, VMError, VMExited, VMLaunchError
+from .schema import Machine
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+LIVE_GROUPS: set[int] = set()
+
+
+def kill_all_now() -> None:
+    """SIGKILL every QEMU process group this process started and has not reaped."""
+    for pgid in list(LIVE_GROUPS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        LIVE_GROUPS.discard(pgid)
+
+
+atexit.register(kill_all_now)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    """In the child before exec: die with SIGKILL when the orchestrator dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+class VM:
+    """A running (or about to run) QEMU guest."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        boot: Boot,
+        paths: VMPaths,
+        accel: Accel,
+        links: Sequence[LinkEnd] = (),
+    ) -> None:
+        self.machine = machine
+        self.name = machine.name
+        self.boot = boot
+        self.paths = paths
+        self.accel = accel
+        self.argv = build_argv(machine, boot, paths, accel, links)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.qmp = QMPClient(self.name)
+        self.agent = AgentClient(self.name, paths.agent_sock, paths.agent_log)
+        self.console = ConsoleWatcher(paths.console_log)
+        self.events: list[dict[str, Any]] = []
+        self.boot_seconds: float | None = None
+        self.killed_on_purpose = False
+        self._events_changed = asyncio.Event()
+        self._exited = asyncio.Event()
+        self._started_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._qmp_log: TextIO | None = None
+        self._listener = EventListener()
+        self._shut = False
+
+    # ------------------------------------------------------------ start
+
+    async def start(self, launch_timeout: float = 20.0) -> None:
+        """Spawn QEMU and connect QMP and the agent socket (the guest need not be up)."""
+        self.paths.dir.mkdir(parents=True, exist_ok=True)
+        self.paths.sock_dir.mkdir(parents=True, exist_ok=True)
+        for sock in (self.paths.qmp_sock, self.paths.agent_sock, self.paths.console_sock):
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+        (self.paths.dir / "cmdline.json").write_text(json.dumps(self.argv, indent=1) + "\n")
+        self._qmp_log = self.paths.qmp_log.open("a", encoding="utf-8")
+        with self.paths.qemu_log.open("ab") as qlog:
+            self._started_at = time.monotonic()
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=qlog,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_child_setup,
+                )
+            except OSError as exc:
+                raise VMLaunchError(self.name, f"cannot run {self.argv[0]}: {exc}") from exc
+        LIVE_GROUPS.add(self.proc.pid)
+        (self.paths.dir / "qemu.pid").write_text(f"{self.proc.pid}\n")
+        log.info("qemu started", vm=self.name, pid=self.proc.pid, accel=self.accel)
+        self._tasks.append(asyncio.create_task(self._reap(), name=f"{self.name}-reap"))
+        self._tasks.append(asyncio.create_task(self.console.run(), name=f"{self.name}-console"))
+        deadline = time.monotonic() + launch_timeout
+        await self._connect_qmp(deadline)
+        await self.guarded(self.agent.connect(deadline))
+
+    async def _reap(self) -> None:
+        assert self.proc is not None
+        rc = await self.proc.wait()
+        LIVE_GROUPS.discard(self.proc.pid)
+        # QEMU is the group leader; anything it forked goes with the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._exited.set()
+        log.info("qemu exited", vm=self.name, status=rc)
+
+    async def _connect_qmp(self, deadline: float) -> None:
+        while True:
+            if self._exited.is_set():
+                raise self._exit_error("QEMU exited during start-up")
+            try:
+                if self.paths.qmp_sock.exists():
+                    await asyncio.wait_for(self.qmp.connect(str(self.paths.qmp_sock)), 5.0)
+                    break
+            except (ConnectError, TimeoutError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise VMLaunchError(self.name, f"QMP connect failed: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise VMLaunchError(self.name, f"no QMP socket at {self.paths.qmp_sock}")
+            await asyncio.sleep(0.02)
+        self.qmp.register_listener(self._listener)
+        self._tasks.append(asyncio.create_task(self._pump_events(), name=f"{self.name}-events"))
+
+    async def _pump_events(self) -> None:
+        async for event in self._listener:
+            ev = dict(event)
+            self.events.append(ev)
+            self._qlog("event", ev)
+            self._events_changed.set()
+
+    def _qlog(self, kind: str, obj: object) -> None:
+        if self._qmp_log is not None:
+            self._qmp_log.write(f"{time.time():.3f} {kind} {json.dumps(obj, default=str)}\n")
+            self._qmp_log.flush()
+
+    async def wait_ready(self) -> float:
+        """Wait for the guest agent; returns seconds from QEMU start to agent ready."""
+        info = await self.guarded(self.agent.wait_ready(self.machine.boot_timeout))
+        self.boot_seconds = time.monotonic() - self._started_at
+        log.info(
+            f"boot to agent ready: {self.boot_seconds:.2f} s",
+            vm=self.name,
+            kernel=info.get("kernel"),
+            guest_uptime=info.get("uptime"),
+        )
+        return self.boot_seconds
+
+    # ------------------------------------------------------------ running
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and not self._exited.is_set()
+
+    def _exit_error(self, what: str) -> VMError:
+        rc = self.proc.returncode if self.proc else None
+        qlog = ""
+        with contextlib.suppress(OSError):
+            qlog = self.paths.qemu_log.read_text(errors="replace")[-2000:].strip()
+        detail = f"{what} (status {rc})" + (f": {qlog}" if qlog else "")
+        return VMExited(self.name, detail, self.console.tail())
+
+    async def guarded(self, aw: Awaitable[T]) -> T:
+        """Await ``aw``, but fail at once if the guest crashes or QEMU exits meanwhile."""
+        work = asyncio.ensure_future(aw)
+        crash = asyncio.ensure_future(self.console.crashed.wait())
+        exited = asyncio.ensure_future(self._exited.wait())
+        try:
+            await asyncio.wait({work, crash, exited}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (crash, exited):
+                fut.cancel()
+            if not work.done():
+                work.cancel()
+            await asyncio.gather(work, crash, exited, return_exceptions=True)
+        dead = self.console.crashed.is_set() or self._exited.is_set()
+        if work.done() and not work.cancelled() and (work.exception() is None or not dead):
+            return work.result()
+        if self.console.crashed.is_set():
+            raise GuestCrashed(
+                self.name, f"guest crashed: {self.console.crash_line}", self.console.tail()
+            )
+        raise self._exit_error("QEMU exited")
+
+    def check_alive(self) -> None:
+        """Raise if the guest has crashed or QEMU is gone."""
+        if self.console.crashed.is_set():
+            raise GuestCrashed(
+                self.name, f"guest crashed: {self.console.crash_line}", self.console.tail()
+            )
+        if not self.running:
+            raise self._exit_error("QEMU is not running")
+
+    async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
+        """Run one QMP command; raise :class:`QMPCommandError` if QEMU answers an error."""
+        self._qlog("->", {"execute": cmd, "arguments": args or {}})
+        try:
+            reply = await self.guarded(self.qmp.execute(cmd, args))
+        except ExecuteError as exc:
+            self._qlog("<-", {"error": str(exc)})
+            raise QMPCommandError(self.name, f"{cmd}: {exc}") from exc
+        self._qlog("<-", {"return": reply})
+        return reply
+
+    def event_mark(self) -> int:
+        """A position in the event list, for :meth:`wait_event` to search from."""
+        return len(self.events)
+
+    async def wait_event(self, name: str, data: dict[str, Any], start: int) -> dict[str, Any]:
+        """Wait for QMP event ``name`` whose data contains ``data``, seen after ``start``."""
+        i = start
+        while True:
+            while i < len(self.events):
+                ev = self.events[i]
+                i += 1
+                evdata = ev.get("data", {})
+                if ev.get("event") == name and all(evdata.get(k) == v for k, v in data.items()):
+                    return ev
+            self._events_changed.clear()
+            await self.guarded(self._events_changed.wait())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to QEMU's process group (a fault, or the last resort)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.killed_on_purpose = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+    # ------------------------------------------------------------ shutdown
+
+    async def _wait_exit(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exited.wait(), timeout)
+        return self._exited.is_set()
+
+    async def shutdown(self) -> str:
+        """Stop the VM: agent poweroff, else QMP quit, else kill. Returns how it ended."""
+        if self._shut:
+            return "already"
+        self._shut = True
+        how = "exited"
+        try:
+            if self.running and self.agent.ready_info and not self.console.crashed.is_set():
+                with contextlib.suppress(Exception):
+                    await self.agent.poweroff(timeout=3.0)
+                    if await self._wait_exit(10.0):
+                        how = "poweroff"
+            if self.running and self.qmp.runstate is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.qmp.execute("quit"), 3.0)
+                if await self._wait_exit(5.0):
+                    how = "quit"
+            if self.running:
+                self.kill(signal.SIGTERM)
+                how = "sigterm"
+                if not await self._wait_exit(3.0):
+                    self.kill(signal.SIGKILL)
+                    how = "sigkill"
+                    await self._wait_exit(5.0)
+        finally:
+            # Whatever happened above (even cancellation), QEMU does not survive.
+            if self.proc is not None and self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            await self._close()
+        log.info("vm stopped", vm=self.name, how=how)
+        return how
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.agent.close()
+        with contextlib.suppress(Exception, EOFError):
+            await asyncio.wait_for(self.qmp.disconnect(), 3.0)
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), 5.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self.console.read_new()
+        if self._qmp_log is not None:
+            self._qmp_log.close()
+            self._qmp_log = None

@@ -1,0 +1,1 @@
+"""Device-model tests under qtest."""

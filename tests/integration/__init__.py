@@ -1,0 +1,1 @@
+"""Tests that run the built QEMU (QMP) and boot the guest."""

@@ -1,0 +1,70 @@
+"""Fixtures for tests that run the built QEMU and boot the built guest.
+
+They skip only when the guest kernel is missing and ``CI`` is not set: ``make
+test`` builds everything first, so in CI a missing artifact is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator import paths
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _missing() -> list[Path]:
+    return [p for p in (paths.default_qemu(), paths.default_kernel(), paths.default_initrd())
+            if not p.exists()]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    missing = _missing()
+    for item in items:
+        if "tests/integration" not in str(item.path):
+            continue
+        item.add_marker(pytest.mark.integration)
+        if missing and not os.environ.get("CI"):
+            item.add_marker(pytest.mark.skip(reason=f"not built: {missing[0]} (make build)"))
+
+
+def orchestrator_cmd(*args: str) -> list[str]:
+    """The orchestrator CLI as a subprocess command (this interpreter, this checkout)."""
+    return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion; force TCG-or-probe as the scenario says."""
+    return subprocess.run(orchestrator_cmd(*args), cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def qemu_pids(run_root: Path) -> list[int]:
+    """The QEMU pids recorded in every run directory under ``run_root``."""
+    return [int(p.read_text()) for p in run_root.rglob("qemu.pid")]
+
+
+@pytest.fixture
+def no_leftovers(tmp_path: Path) -> Iterator[Path]:
+    """An artifacts dir; after the test, every QEMU started under it must be gone."""
+    yield tmp_path
+    alive = [pid for pid in qemu_pids(tmp_path) if pid_alive(pid)]
+    for pid in alive:  # clean up before failing, so one failure does not leak into others
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"QEMU processes survived: {alive}"

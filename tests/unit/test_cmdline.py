@@ -1,0 +1,127 @@
+"""QEMU command-line construction against golden files (UPDATE_GOLDEN=1 rewrites them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cmdline import (
+    Accel,
+    Boot,
+    VMPaths,
+    build_argv,
+    device_arg,
+    kernel_cmdline,
+    link_ends,
+)
+from orchestrator.scenario import parse_scenario
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cmdline"
+BOOT = Boot(Path("/QEMU/qemu-system-x86_64"), Path("/GUEST/bzImage"), Path("/GUEST/initrd"))
+PATHS = VMPaths(Path("/RUN/vm0"), Path("/RUN/vm0"))
+
+CASES: dict[str, tuple[str, Accel]] = {
+    "minimal-tcg": ("machines: [{name: vm0}]", "tcg"),
+    "minimal-kvm": ("machines: [{name: vm0}]", "kvm"),
+    "no-viommu": ("machines: [{name: vm0, viommu: none, memory: 512, cpus: 2}]", "tcg"),
+    "virtio-iommu": (
+        "machines: [{name: vm0, viommu: {model: virtio-iommu}, append: 'quiet loglevel=3'}]",
+        "kvm",
+    ),
+    "topology": (
+        """
+machines:
+  - name: vm0
+    cpu: EPYC
+    memory: 2G
+    viommu: {model: intel-iommu, options: {intremap: "on", caching-mode: true, aw-bits: 48}}
+    topology:
+      - {kind: root-port, id: rp0, props: {pref64-reserve: 32G}}
+      - {kind: root-port, id: rp1, chassis: 9, slot: 2}
+      - kind: switch
+        id: sw0
+        bus: rp1
+        downstream: [{id: dp0}, {id: dp1}]
+    devices:
+      - {driver: p2p-gpu, id: gpu0, bus: dp0, props: {vram-size: 4G, bar-size: 256M}}
+      - {driver: odp-nic, id: nic0, bus: dp1, props: {mac: "52:54:00:00:0d:0a"}}
+    qemu_args: [-global, "q35-pcihost.pci-hole64-size=64G"]
+""",
+        "tcg",
+    ),
+    "custom-cmdline": (
+        "machines: [{name: vm0, cmdline: 'console=ttyS0 rdinit=/bin/sh', kernel: /k}]",
+        "tcg",
+    ),
+}
+
+
+def _argv(name: str) -> list[str]:
+    text, accel = CASES[name]
+    loaded = parse_scenario(text + "\nsteps: [{exec: 'true'}]\n", f"{name}.yaml")
+    return build_argv(loaded.scenario.machines[0], BOOT, PATHS, accel)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    golden = GOLDEN / f"{name}.argv"
+    got = "\n".join(_argv(name)) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(got)
+    assert got == golden.read_text(), f"argv differs from {golden} (UPDATE_GOLDEN=1 rewrites)"
+
+
+def test_device_arg_escapes_commas_and_bools() -> None:
+    assert device_arg("d", {"id": "x", "a": "1,2", "b": True, "c": False}) == (
+        "d,id=x,a=1,,2,b=on,c=off"
+    )
+
+
+def test_kernel_cmdline() -> None:
+    loaded = parse_scenario("machines: [{name: v, append: foo=1}]\nsteps: [{exec: x}]", "s.yaml")
+    assert kernel_cmdline(loaded.scenario.machines[0]) == (
+        "console=ttyS0 panic=-1 intel_iommu=on foo=1"
+    )
+
+
+def test_kvm_with_intel_iommu_uses_split_irqchip() -> None:
+    argv = _argv("minimal-kvm")
+    assert argv[argv.index("-accel") + 1] == "kvm,kernel-irqchip=split"
+    assert argv[argv.index("-cpu") + 1] == "host"
+    argv = _argv("minimal-tcg")
+    assert argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-cpu") + 1] == "max"
+
+
+LINKED = """
+machines:
+  - name: left
+    devices: [{driver: odp-nic, id: nic0, props: {mac: "52:54:00:00:0d:0a"}}]
+  - name: right
+    devices: [{driver: odp-nic, id: nic1}]
+links:
+  - {a: left.nic0, b: right.nic1}
+steps: [{machine: left, exec: 'true'}]
+"""
+
+
+@pytest.mark.parametrize("machine", ["left", "right"])
+def test_golden_link(machine: str) -> None:
+    sc = parse_scenario(LINKED, "linked.yaml").scenario
+    ends = link_ends([(lk.a, lk.b) for lk in sc.links], Path("/RUN/_links"))
+    m = next(x for x in sc.machines if x.name == machine)
+    paths = VMPaths(Path(f"/RUN/{machine}"), Path(f"/RUN/{machine}"))
+    got = "\n".join(build_argv(m, BOOT, paths, "tcg", ends[machine])) + "\n"
+    golden = GOLDEN / f"link-{machine}.argv"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(got)
+    assert got == golden.read_text()
+
+
+def test_link_ends_cross_over() -> None:
+    ends = link_ends([("a.n0", "b.n1")], Path("/S"))
+    (ea,), (eb,) = ends["a"], ends["b"]
+    assert (ea.device, eb.device) == ("n0", "n1")
+    assert ea.local == eb.remote and ea.remote == eb.local

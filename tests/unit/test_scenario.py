@@ -1,0 +1,90 @@
+"""Scenario loading: the shipped scenarios validate, shorthands expand, cross-references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import ScenarioError
+from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.schema import AssertStep, ExecStep, FaultStep, QMPStep, StopFault, WaitStep
+
+REPO = Path(__file__).resolve().parents[2]
+
+MINIMAL = """
+machines:
+  - name: vm0
+steps:
+  - exec: uname -a
+"""
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_scenarios_validate(path: Path) -> None:
+    loaded = load_scenario(path)
+    assert loaded.name
+    assert loaded.scenario.steps
+
+
+def test_hmm_selftest_shape() -> None:
+    loaded = load_scenario(REPO / "scenarios" / "hmm-selftest.yaml")
+    sc = loaded.scenario
+    assert loaded.name == "hmm-selftest"
+    (vm,) = sc.machines
+    assert vm.viommu is not None and vm.viommu.model == "intel-iommu"
+    kinds = [type(s) for s in sc.steps]
+    assert kinds == [ExecStep, ExecStep, AssertStep]
+    tests = sc.steps[1]
+    assert isinstance(tests, ExecStep)
+    assert set(tests.metrics) >= {"passed", "failed", "skipped"}
+    assert tests.expect.status == 0
+
+
+def test_defaults_and_name_from_file() -> None:
+    loaded = parse_scenario(MINIMAL, "dir/my-test.yaml")
+    assert loaded.name == "my-test"
+    vm = loaded.scenario.machines[0]
+    assert (vm.memory, vm.cpus, vm.accel) == ("1G", 1, "auto")
+    assert vm.viommu is not None and vm.viommu.model == "intel-iommu"
+    step = loaded.scenario.steps[0]
+    assert isinstance(step, ExecStep) and step.exec_ == "uname -a"
+    assert step.expect.status == 0
+
+
+def test_shorthands() -> None:
+    text = """
+machines:
+  - {name: vm0, viommu: none}
+steps:
+  - exec: [cat, /proc/uptime]
+    metrics: {up: '^([0-9.]+)'}
+  - qmp: query-status
+  - fault: stop
+  - wait: {console: 'login'}
+  - assert: up > 0
+"""
+    sc = parse_scenario(text, "s.yaml").scenario
+    assert sc.machines[0].viommu is None
+    e, q, f, w, a = sc.steps
+    assert isinstance(e, ExecStep) and e.metrics["up"].pattern == "^([0-9.]+)"
+    assert isinstance(q, QMPStep) and q.qmp.execute == "query-status"
+    assert isinstance(f, FaultStep) and isinstance(f.fault, StopFault)
+    assert isinstance(w, WaitStep) and w.wait.console == "login"
+    assert isinstance(a, AssertStep)
+    check = a.assert_[0]
+    assert (check.metric, check.op, check.value) == ("up", "gt", 0)
+
+
+def test_several_machines_need_step_machine() -> None:
+    text = """
+machines: [{name: a}, {name: b}]
+steps:
+  - exec: "true"
+"""
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.yaml")
+    (problem,) = info.value.problems
+    assert problem.path == "steps[0]"
+    assert "must name its 'machine'" in problem.message
+    assert (problem.line, problem.column) == (4, 5)

@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 LIVE_GROUPS: set[int] = set()
+CRASH_GRACE = 1.5  # seconds to wait for crash/exit evidence after a channel breaks
 
 
 def kill_all_now() -> None:
@@ -205,6 +206,11 @@ class VM:
             if not work.done():
                 work.cancel()
             await asyncio.gather(work, crash, exited, return_exceptions=True)
+        failed = work.done() and not work.cancelled() and work.exception() is not None
+        if failed and not isinstance(work.exception(), ExecuteError):
+            # A channel that breaks is often the first sign of a crash or an exit:
+            # give the console watcher and the reaper a moment to see it.
+            await self._settle(CRASH_GRACE)
         dead = self.console.crashed.is_set() or self._exited.is_set()
         if work.done() and not work.cancelled() and (work.exception() is None or not dead):
             return work.result()
@@ -213,6 +219,14 @@ class VM:
                 self.name, f"guest crashed: {self.console.crash_line}", self.console.tail()
             )
         raise self._exit_error("QEMU exited")
+
+    async def _settle(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.console.read_new()
+            if self.console.crashed.is_set() or self._exited.is_set():
+                return
+            await asyncio.sleep(0.05)
 
     def check_alive(self) -> None:
         """Raise if the guest has crashed or QEMU is gone."""

@@ -59,8 +59,8 @@ if [ ! -f "$bld/build.ninja" ]; then
         || { tail -30 "$bld.configure.log"; exit 1; }
 fi
 echo "build-qemu: ninja in $bld"
-ninja -C "$bld" qemu-system-x86_64 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Generating|Linking)' || true
-test "${PIPESTATUS[0]}" -eq 0
+# pipefail carries ninja's status through the filter that hides progress lines.
+ninja -C "$bld" qemu-system-x86_64 | { grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Generating|Linking)' || true; }
 
 # 5. A wrapper that finds Debian's firmware: a binary run from its build tree
 # looks only in its own qemu-bundle, which Debian's stripped source leaves empty.

@@ -170,7 +170,7 @@ def cmd_shell(args: argparse.Namespace) -> int:
     loaded = _load_all([args.scenario])[0]
     artifacts = Path(args.artifacts) if args.artifacts else paths.default_runs_dir()
     opts = RunOptions(artifacts=artifacts)
-    return _with_signals(lambda: run_shell(loaded, opts))
+    return run_shell(loaded, opts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``orchestrator`` console script."""
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_format, args.verbose)
+    # On a terminal, the shell and the live progress view replace info-level lines.
+    quiet = args.command == "shell" or (
+        args.command == "run" and sys.stderr.isatty() and args.log_format != "json"
+    )
+    setup_logging(args.log_format, args.verbose, quiet=quiet)
     try:
         rc: int = args.func(args)
     except ScenarioError as exc:

@@ -11,9 +11,12 @@ import structlog
 LogFormat = Literal["auto", "console", "json"]
 
 
-def setup_logging(fmt: LogFormat = "auto", verbose: bool = False) -> None:
-    """Configure structlog (and stdlib logging, for qemu.qmp) to write to stderr."""
-    level = logging.DEBUG if verbose else logging.INFO
+def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = False) -> None:
+    """Configure structlog (and stdlib logging, for qemu.qmp) to write to stderr.
+
+    ``quiet`` keeps only warnings and errors (for the shell, and the live progress view).
+    """
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     if fmt == "auto":
         fmt = "console"
     renderer: structlog.types.Processor

@@ -111,7 +111,7 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
                 result.status = "error"
                 result.message = str(exc)
             finally:
-                await _teardown(vms, result, opts, loaded.name)
+                await teardown(vms, result, opts, loaded.name)
     finally:
         structlog.contextvars.unbind_contextvars("scenario")
         result.duration = time.monotonic() - t0
@@ -119,9 +119,10 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
     return result
 
 
-async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
-                         vms: dict[str, VM], result: ScenarioResult,
-                         stack: contextlib.ExitStack) -> None:
+async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
+                     vms: dict[str, VM], result: ScenarioResult,
+                     stack: contextlib.ExitStack) -> None:
+    """Resolve paths and accel and create (not start) a VM per machine into ``vms``."""
     sc = loaded.scenario
     accel_cache = paths.cache_dir() / "kvm-probe.json"
     choices: dict[str, AccelChoice] = {}
@@ -140,8 +141,10 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
         vms[m.name] = VM(m, boot, vm_paths(run_dir, m.name, stack), choice.accel,
                          ends.get(m.name, []))
         result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason)
-    _phase(opts, loaded.name, "booting " + ", ".join(vms))
-    # All VMs of the topology start concurrently; a failure cancels the others.
+
+
+async def start_vms(vms: dict[str, VM], result: ScenarioResult) -> None:
+    """Start every VM concurrently and wait for their agents; a failure cancels the others."""
     try:
         async with asyncio.TaskGroup() as tg:
             for vm in vms.values():
@@ -151,6 +154,15 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
+
+
+async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
+                         vms: dict[str, VM], result: ScenarioResult,
+                         stack: contextlib.ExitStack) -> None:
+    sc = loaded.scenario
+    await create_vms(loaded, opts, run_dir, vms, result, stack)
+    _phase(opts, loaded.name, "booting " + ", ".join(vms))
+    await start_vms(vms, result)
     ctx = StepContext(vms, run_dir)
     for i, step in enumerate(sc.steps):
         _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
@@ -173,7 +185,7 @@ async def _start(vm: VM, result: ScenarioResult) -> None:
     result.machines[vm.name].boot_seconds = round(await vm.wait_ready(), 3)
 
 
-async def _teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
+async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
                     scenario: str) -> None:
     """Read counters, then stop every VM concurrently. Survives cancellation."""
     if vms:

@@ -21,7 +21,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 import structlog
@@ -87,6 +87,7 @@ class VM:
         self.events: list[dict[str, Any]] = []
         self.boot_seconds: float | None = None
         self.killed_on_purpose = False
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
         self._events_changed = asyncio.Event()
         self._exited = asyncio.Event()
         self._started_at = 0.0
@@ -161,6 +162,8 @@ class VM:
             self.events.append(ev)
             self._qlog("event", ev)
             self._events_changed.set()
+            if self.on_event is not None:
+                self.on_event(self.name, ev)
 
     def _qlog(self, kind: str, obj: object) -> None:
         if self._qmp_log is not None:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
 LogFormat = Literal["auto", "console", "json"]
+
+
+def _stderr_logger(*args: Any) -> structlog.PrintLogger:
+    """A logger on the current sys.stderr (looked up per use, so redirection works)."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = False) -> None:
@@ -33,7 +38,7 @@ def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     # qemu.qmp logs through stdlib logging; keep it quiet unless asked.

@@ -16,6 +16,8 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include "qemu/log.h"
+#include "qemu/main-loop.h"
+#include "block/aio.h"
 #include "net/net.h"
 #include <zlib.h>
 #include "odp-nic.h"
@@ -29,13 +31,15 @@ bool odp_nic_link_up(OdpNicState *s)
 {
     NetClientState *nc = s->nic ? qemu_get_queue(s->nic) : NULL;
 
-    return !s->link_down && nc && nc->peer && !nc->link_down;
+    return !s->gone && !s->link_down && nc && nc->peer && !nc->link_down;
 }
 
 static void odp_nic_link_emit(OdpNicState *s, const uint8_t *frame, size_t len)
 {
     if (odp_nic_link_up(s)) {
+        s->net_depth++;
         qemu_send_packet(qemu_get_queue(s->nic), frame, len);
+        s->net_depth--;
     }
 }
 
@@ -242,6 +246,13 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
         }
         h.flags = 0;
         odp_nic_link_tx(s, &h, s->link_payload, n);
+        /*
+         * A peer in this process answers inside link_tx: a NAK may have
+         * completed this WR already (rx_ack), so stop sending its rest.
+         */
+        if (!qp->has_wr || qp->state != QP_READY) {
+            return;
+        }
     } while (true);
 }
 
@@ -293,6 +304,12 @@ static void odp_nic_link_rx_ack(OdpNicState *s, const struct odp_nic_pkt_hdr *h)
         h->msn != qp->msn) {
         trace_odp_nic_link_drop("stale ack");
         return;                         /* a late answer to an old message */
+    }
+    /* A READ is answered by READ_RESP: an ACK may fail it, never complete it. */
+    if (qp->wqe.opcode == ODP_NIC_WR_RDMA_READ &&
+        h->status == ODP_NIC_PKT_ST_OK) {
+        trace_odp_nic_link_drop("ok ack for a read");
+        return;
     }
     /* A NAK may arrive while a long message is still going out: stop early. */
     sending = qp->state == QP_READY && qp->done && h->status != ODP_NIC_PKT_ST_OK;
@@ -460,8 +477,12 @@ static void odp_nic_link_rx_data(OdpNicState *s, const struct odp_nic_pkt_hdr *h
         qp->rx_active = true;
         qp->rx_msn = h->msn;
         qp->rx_next = 0;
+        qp->rx_opcode = h->opcode;
+        qp->rx_total = h->total_len;
     }
+    /* Every segment must belong to the message its first one started. */
     if (!qp->rx_active || h->msn != qp->rx_msn || h->offset != qp->rx_next ||
+        h->opcode != qp->rx_opcode || h->total_len != qp->rx_total ||
         last != (h->offset + h->payload_len == h->total_len)) {
         /* A hole (lost segment): the initiator's timeout resends it all. */
         s->cnt[ODP_NIC_CNT_LINK_DROPPED]++;
@@ -527,17 +548,13 @@ static bool odp_nic_can_receive(NetClientState *nc)
     return true;
 }
 
-static ssize_t odp_nic_receive(NetClientState *nc, const uint8_t *buf,
-                               size_t size)
+static void odp_nic_receive_frame(OdpNicState *s, const uint8_t *buf,
+                                  size_t size)
 {
-    OdpNicState *s = qemu_get_nic_opaque(nc);
     struct odp_nic_pkt_hdr h;
     const uint8_t *p = buf + ODP_NIC_ETH_HLEN;
     uint32_t crc;
 
-    if (s->link_down || s->fatal) {
-        return size;                    /* cable pulled: frames vanish */
-    }
     if (size < ODP_NIC_ETH_HLEN + HDR_LEN ||
         lduw_be_p(buf + 12) != ODP_NIC_ETHERTYPE) {
         goto drop;
@@ -589,11 +606,25 @@ static ssize_t odp_nic_receive(NetClientState *nc, const uint8_t *buf,
     default:
         goto drop;
     }
-    return size;
+    return;
 
 drop:
     s->cnt[ODP_NIC_CNT_LINK_DROPPED]++;
     trace_odp_nic_link_drop("malformed or corrupt");
+}
+
+static ssize_t odp_nic_receive(NetClientState *nc, const uint8_t *buf,
+                               size_t size)
+{
+    OdpNicState *s = qemu_get_nic_opaque(nc);
+
+    if (s->gone || s->link_down || s->fatal) {
+        return size;                    /* cable pulled: frames vanish */
+    }
+    /* While we are in here, an unplug must leave our net client alone. */
+    s->net_depth++;
+    odp_nic_receive_frame(s, buf, size);
+    s->net_depth--;
     return size;
 }
 
@@ -631,13 +662,37 @@ void odp_nic_link_reset(OdpNicState *s)
     s->ndelayed = 0;
 }
 
+static void odp_nic_link_del_bh(void *opaque)
+{
+    OdpNicState *s = opaque;
+
+    qemu_del_nic(s->nic);
+    s->nic = NULL;
+    object_unref(OBJECT(s));
+}
+
 void odp_nic_link_unrealize(OdpNicState *s)
 {
     odp_nic_link_reset(s);
-    timer_free(s->delay_timer);
-    s->delay_timer = NULL;
+    if (s->net_depth) {
+        /*
+         * Unplugged from inside our own receive or send: the net layer
+         * still uses our client when we return, so delete it from a BH.
+         * Until then s->gone makes it deaf and mute.
+         */
+        object_ref(OBJECT(s));
+        aio_bh_schedule_oneshot(qemu_get_aio_context(), odp_nic_link_del_bh, s);
+        return;
+    }
     qemu_del_nic(s->nic);
     s->nic = NULL;
+}
+
+/* After unrealize, once nothing of ours is on the stack any more. */
+void odp_nic_link_finalize(OdpNicState *s)
+{
+    timer_free(s->delay_timer);
+    s->delay_timer = NULL;
     g_free(s->link_payload);
     s->link_payload = NULL;
     g_free(s->link_frame);

@@ -108,6 +108,7 @@ static uint8_t odp_nic_mr_load(OdpNicState *s, OdpNicMR *mr, uint64_t idx,
     if (list & 7) {
         return ODP_NIC_CMD_BAD_PARAM;
     }
+    s->cmd_work += count;
     for (i = 0; i < count; i += n) {
         n = MIN(count - i, XLT_LIST_BATCH);
         if (pci_dma_read(PCI_DEVICE(s), list + i * 8, buf, n * 8) !=
@@ -171,6 +172,7 @@ uint8_t odp_nic_cmd_create_mr(OdpNicState *s, const struct odp_nic_cmd *c)
     }
     mr->npages = npages;
     s->xlt_used += npages;
+    s->cmd_work += npages;      /* the zeroed table */
     mr->mode = mode;
     mr->access = access;
     mr->start = start;
@@ -219,21 +221,27 @@ uint8_t odp_nic_cmd_update_xlt(OdpNicState *s, const struct odp_nic_cmd *c)
     return odp_nic_mr_load(s, mr, idx, count, list);
 }
 
-/* Clip [va, va+len) to the region; false if nothing is left or len == 0. */
+/*
+ * Clip [va, va+len) to the region; false if nothing is left or len == 0.
+ * Inclusive ends: a region or a range may end exactly at 2^64, where an
+ * exclusive end wraps to 0 and INVALIDATE would silently zap nothing.  A
+ * range that wraps is taken to run to the end of the address space.
+ */
 static bool odp_nic_mr_clip(OdpNicMR *mr, uint64_t *va, uint64_t *len)
 {
-    uint64_t end = mr->start + mr->length, lo, hi;
+    uint64_t last = mr->start + mr->length - 1, lo, hi;
 
-    if (*len == 0 || *va + *len - 1 < *va) {
+    if (*len == 0) {
         return false;
     }
+    hi = *va + *len - 1 < *va ? UINT64_MAX : *va + *len - 1;
     lo = MAX(*va, mr->start);
-    hi = MIN(*va + *len, end);
-    if (lo >= hi) {
+    hi = MIN(hi, last);
+    if (lo > hi) {
         return false;
     }
     *va = lo;
-    *len = hi - lo;
+    *len = hi - lo + 1;
     return true;
 }
 
@@ -260,6 +268,7 @@ uint8_t odp_nic_cmd_invalidate(OdpNicState *s, const struct odp_nic_cmd *c)
      */
     first = odp_nic_mr_page(mr, va);
     last = odp_nic_mr_page(mr, va + len - 1);
+    s->cmd_work += last - first + 1;
     for (i = first; i <= last; i++) {
         mr->xlt[i] = 0;
     }
@@ -289,6 +298,7 @@ uint8_t odp_nic_cmd_prefetch(OdpNicState *s, const struct odp_nic_cmd *c,
     }
     first = odp_nic_mr_page(mr, va);
     last = odp_nic_mr_page(mr, va + len - 1);
+    s->cmd_work += last - first + 1;
     for (i = first; i <= last; i++) {
         if (!odp_nic_entry_ok(mr->xlt[i], write)) {
             /* One event for the whole range; no queue waits on it. */

@@ -358,7 +358,13 @@ static void odp_nic_cmd_bh(void *opaque)
     uint32_t size = 1u << s->cmdq_log;
     int k;
 
-    for (k = 0; k < ODP_NIC_BH_CMDS; k++) {
+    /*
+     * Table work (lists read, entries zapped or scanned) is bounded per run
+     * too: 64 maximal UPDATE_XLTs would otherwise hold the main loop for
+     * 64 * max-xlt-pages entries at once.
+     */
+    s->cmd_work = 0;
+    for (k = 0; k < ODP_NIC_BH_CMDS && s->cmd_work < ODP_NIC_BH_XLT; k++) {
         struct odp_nic_cmd c;
         dma_addr_t addr;
         uint64_t out = 0;
@@ -375,6 +381,14 @@ static void odp_nic_cmd_bh(void *opaque)
         }
         c.status = odp_nic_exec_cmd(s, &c, &out);
         trace_odp_nic_cmd(c.opcode, c.status);
+        if (s->cmdq_log == 0) {
+            /*
+             * A reset or an unplug ran inside the command (a DMA of its own
+             * reached a bridge's control register): the queue is gone, and
+             * no DMA may follow.
+             */
+            return;
+        }
         c.out = cpu_to_le64(out);
         c.owner = 0;
         /* Status and out first, owner last is implied: one 16-byte write. */
@@ -667,20 +681,39 @@ static void odp_nic_realize(PCIDevice *pdev, Error **errp)
 static void odp_nic_exit(PCIDevice *pdev)
 {
     OdpNicState *s = ODP_NIC(pdev);
-    uint32_t i;
 
-    /* Cancels BHs and timers, frees tables: no DMA can follow. */
+    /*
+     * Cancels BHs and timers and forgets every region, queue and ring, so
+     * no DMA can follow.  This may run inside one of our own callbacks: a
+     * DMA write to our root port's slot control (through ECAM) powers the
+     * slot off and unplugs us on the spot.  The QP, CQ and MR tables, the
+     * timers, the BHs and the link buffers stay allocated until finalize,
+     * for the frames still on the stack; they find the device reset.
+     */
+    s->gone = true;
     odp_nic_reset_state(s);
     odp_nic_link_unrealize(s);
-    for (i = 0; i < s->max_qps; i++) {
-        timer_free(s->qps[i].timer);
+    msix_uninit_exclusive_bar(pdev);
+}
+
+static void odp_nic_finalize(Object *obj)
+{
+    OdpNicState *s = ODP_NIC(obj);
+    uint32_t i;
+
+    if (s->qps) {
+        for (i = 0; i < s->max_qps; i++) {
+            timer_free(s->qps[i].timer);
+        }
     }
-    qemu_bh_delete(s->cmd_bh);
-    qemu_bh_delete(s->work_bh);
+    if (s->cmd_bh) {
+        qemu_bh_delete(s->cmd_bh);
+        qemu_bh_delete(s->work_bh);
+    }
+    odp_nic_link_finalize(s);
     g_free(s->qps);
     g_free(s->cqs);
     g_free(s->mrs);
-    msix_uninit_exclusive_bar(pdev);
 }
 
 static const Property odp_nic_props[] = {
@@ -788,6 +821,7 @@ static const TypeInfo odp_nic_info = {
     .parent = TYPE_PCI_DEVICE,
     .instance_size = sizeof(OdpNicState),
     .instance_init = odp_nic_instance_init,
+    .instance_finalize = odp_nic_finalize,
     .class_init = odp_nic_class_init,
     .interfaces = (InterfaceInfo[]) {
         { INTERFACE_PCIE_DEVICE },

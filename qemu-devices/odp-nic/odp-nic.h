@@ -27,6 +27,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(OdpNicState, ODP_NIC)
 #define ODP_NIC_CHUNK           (64 * KiB)  /* largest single DMA */
 #define ODP_NIC_BH_BYTES        (4 * MiB)   /* data budget per engine run */
 #define ODP_NIC_BH_CMDS         64          /* commands per command run */
+#define ODP_NIC_BH_XLT          (512 * KiB) /* table entries per command run */
 
 typedef struct OdpNicMR {
     bool valid;
@@ -103,6 +104,8 @@ typedef struct OdpNicQP {
     /* Link responder: the message being received from the peer. */
     uint32_t rx_msn;
     uint64_t rx_next;           /* next expected offset */
+    uint32_t rx_total;          /* total_len and opcode of its first segment */
+    uint8_t rx_opcode;
     bool rx_active;
     bool rx_have_acked;         /* rx_acked_msn is meaningful */
     uint32_t rx_acked_msn;      /* last SEND delivered (duplicate filter) */
@@ -149,6 +152,7 @@ struct OdpNicState {
     uint64_t cmdq_base;
     uint32_t cmdq_log;
     uint32_t cmdq_pi, cmdq_ci;
+    uint64_t cmd_work;          /* table entries touched in this command run */
     bool fatal;
 
     OdpNicMR *mrs;
@@ -164,6 +168,14 @@ struct OdpNicState {
     uint8_t *link_payload;      /* one segment's payload */
     uint8_t *link_frame;        /* the frame being built */
     uint8_t link_rx_hdr[sizeof(struct odp_nic_pkt_hdr)];
+
+    /*
+     * Unplugged (exit ran).  A DMA of ours can unplug us synchronously, so
+     * exit may run inside our own BH, timer or receive: it stops everything
+     * and finalize frees what those frames may still touch.
+     */
+    bool gone;
+    uint32_t net_depth;         /* inside our receive or send callbacks */
 
     uint64_t cnt[ODP_NIC_CNT_NUM];
     uint8_t bounce[ODP_NIC_CHUNK];
@@ -229,6 +241,7 @@ int odp_nic_xlate_fail(OdpNicState *s, OdpNicQP *qp, const OdpNicSegList *l,
 /* odp-nic-link.c */
 void odp_nic_link_realize(OdpNicState *s, DeviceState *dev);
 void odp_nic_link_unrealize(OdpNicState *s);
+void odp_nic_link_finalize(OdpNicState *s);
 void odp_nic_link_reset(OdpNicState *s);
 bool odp_nic_link_up(OdpNicState *s);
 void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget);

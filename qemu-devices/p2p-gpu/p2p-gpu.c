@@ -105,7 +105,8 @@ struct P2pGpuState {
     uint32_t tail;
     uint32_t completed;
     uint32_t errors;
-    uint32_t ce_gen;            /* bumped by every engine reset */
+    uint32_t ce_gen;            /* bumped by every engine reset and by exit */
+    bool dead;                  /* unrealized: raise nothing, schedule nothing */
     QEMUBH *bh;
     QEMUTimer timer;
 
@@ -131,11 +132,27 @@ struct P2pGpuState {
 
 /* ---- interrupts and errors ------------------------------------------ */
 
+static void p2p_gpu_release(void *opaque)
+{
+    object_unref(OBJECT(opaque));
+}
+
+/*
+ * Keep the device alive until the main loop next runs bottom halves.  A DMA
+ * or MSI write of ours can land in config space (ECAM) and unplug us, and
+ * the BH and config-write paths hold no other reference.
+ */
+static void p2p_gpu_hold(P2pGpuState *s)
+{
+    object_ref(OBJECT(s));
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), p2p_gpu_release, s);
+}
+
 static void p2p_gpu_update_intx(P2pGpuState *s)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
 
-    if (!msix_enabled(pdev)) {
+    if (!s->dead && !msix_enabled(pdev)) {
         pci_set_irq(pdev, (s->int_status & s->int_enable) != 0);
     }
 }
@@ -148,7 +165,7 @@ static void p2p_gpu_raise(P2pGpuState *s, uint32_t bits)
 
     s->int_status |= bits;
     trace_p2p_gpu_irq(bits, s->int_status);
-    if (!fire) {
+    if (!fire || s->dead) {
         return;
     }
     s->stat.interrupts++;
@@ -156,7 +173,8 @@ static void p2p_gpu_raise(P2pGpuState *s, uint32_t bits)
         if (fire & P2P_GPU_INT_COPY_DONE) {
             msix_notify(pdev, P2P_GPU_VEC_COPY);
         }
-        if (fire & ~P2P_GPU_INT_COPY_DONE) {
+        /* That message may have unplugged us. */
+        if ((fire & ~P2P_GPU_INT_COPY_DONE) && !s->dead) {
             msix_notify(pdev, P2P_GPU_VEC_ERROR);
         }
     } else {
@@ -438,6 +456,7 @@ static void p2p_gpu_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
     if (idx + 4 >= 32 || !(s->rebar_sizes & (1u << (idx + 4)))) {
         trace_p2p_gpu_rebar_bad_size(idx);
         p2p_gpu_rebar_set_ctrl(s, s->cur_bar_size);
+        p2p_gpu_hold(s);        /* the error MSI could unplug us */
         p2p_gpu_reg_error(s, P2P_GPU_REGERR_BAD_REBAR, addr, val);
         return;
     }
@@ -461,6 +480,9 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t op, uint64_t vram_off,
         return false;
     }
     while (len) {
+        if (s->dead) {
+            return false;   /* a previous chunk unplugged us */
+        }
         n = MIN(len, P2P_GPU_DMA_CHUNK);
         if (op == P2P_GPU_OP_VRAM_TO_HOST) {
             r = pci_dma_write(pdev, addr, s->vram_ptr + vram_off, n);
@@ -573,7 +595,7 @@ static bool p2p_gpu_ce_runnable(P2pGpuState *s)
 
 static void p2p_gpu_ce_kick(P2pGpuState *s)
 {
-    if (!p2p_gpu_ce_runnable(s)) {
+    if (s->dead || !p2p_gpu_ce_runnable(s)) {
         return;
     }
     s->ce_status |= P2P_GPU_CE_STATUS_BUSY;
@@ -595,12 +617,16 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
     uint32_t raise = 0, code, n = 0;
     uint64_t bytes = 0, done;
     dma_addr_t da;
+    MemTxResult r;
     uint8_t wb[8];
 
     while (p2p_gpu_ce_runnable(s) && n < P2P_GPU_BH_DESCS &&
            bytes < P2P_GPU_BH_BYTES) {
         da = s->ring_base + (dma_addr_t)s->head * sizeof(d);
         if (pci_dma_read(pdev, da, &d, sizeof(d)) != MEMTX_OK) {
+            if (gen != s->ce_gen) {
+                return;
+            }
             p2p_gpu_ce_halt(s, da);
             break;
         }
@@ -613,17 +639,18 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
         done = 0;
         code = p2p_gpu_ce_exec(s, &d, &done);
         if (gen != s->ce_gen) {
-            /* A DMA write reached something that reset us (e.g. FLR via ECAM). */
+            /* A DMA write reset or unplugged us (FLR or slot power via ECAM). */
             return;
         }
         stl_le_p(wb, P2P_GPU_DESC_DONE | code);
         stl_le_p(wb + 4, (uint32_t)MIN(done, UINT32_MAX));
-        if (pci_dma_write(pdev, da + P2P_GPU_DESC_STATUS_OFF, wb, 8) != MEMTX_OK) {
-            p2p_gpu_ce_halt(s, da);
-            break;
-        }
+        r = pci_dma_write(pdev, da + P2P_GPU_DESC_STATUS_OFF, wb, 8);
         if (gen != s->ce_gen) {
             return;
+        }
+        if (r != MEMTX_OK) {
+            p2p_gpu_ce_halt(s, da);
+            break;
         }
         trace_p2p_gpu_ce_done(s->head, code, done);
         s->head = (s->head + 1) & (s->ring_size - 1);
@@ -650,12 +677,17 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
     if (raise) {
         p2p_gpu_raise(s, raise);
     }
-    p2p_gpu_ce_kick(s);     /* budget exhausted: continue in a later run */
+    if (gen == s->ce_gen) {
+        p2p_gpu_ce_kick(s);     /* budget exhausted: continue in a later run */
+    }
 }
 
 static void p2p_gpu_ce_bh(void *opaque)
 {
-    p2p_gpu_ce_run(opaque);
+    P2pGpuState *s = opaque;
+
+    p2p_gpu_hold(s);
+    p2p_gpu_ce_run(s);
 }
 
 /* Delayed completion: hand over to the bottom half, which is guarded. */
@@ -663,14 +695,18 @@ static void p2p_gpu_ce_timer(void *opaque)
 {
     P2pGpuState *s = opaque;
 
-    qemu_bh_schedule(s->bh);
+    if (s->bh) {
+        qemu_bh_schedule(s->bh);
+    }
 }
 
 static void p2p_gpu_ce_reset(P2pGpuState *s)
 {
     trace_p2p_gpu_ce_reset();
     s->ce_gen++;
-    qemu_bh_cancel(s->bh);
+    if (s->bh) {            /* NULL once unrealized */
+        qemu_bh_cancel(s->bh);
+    }
     timer_del(&s->timer);
     s->ce_ctrl = 0;
     s->ce_status = 0;
@@ -745,7 +781,9 @@ static void p2p_gpu_ce_ctrl_write(P2pGpuState *s, hwaddr addr, uint32_t v)
     s->ce_ctrl = v;
     if (!(v & P2P_GPU_CE_CTRL_ENABLE)) {
         /* Stop taking descriptors; the ring position is kept. */
-        qemu_bh_cancel(s->bh);
+        if (s->bh) {
+            qemu_bh_cancel(s->bh);
+        }
         timer_del(&s->timer);
         s->ce_status &= ~P2P_GPU_CE_STATUS_BUSY;
     }
@@ -1010,6 +1048,10 @@ static void p2p_gpu_exit(PCIDevice *pdev)
 {
     P2pGpuState *s = P2P_GPU(pdev);
 
+    /* We may be inside our own BH or MMIO handler (unplug through ECAM). */
+    s->dead = true;
+    s->ce_gen++;
+    s->ce_ctrl = 0;
     qemu_bh_delete(s->bh);
     s->bh = NULL;
     timer_del(&s->timer);

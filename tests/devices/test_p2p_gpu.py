@@ -6,6 +6,7 @@ drives it as a driver would, through tests/support/p2p_gpu.py.
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import subprocess
@@ -25,7 +26,7 @@ from tests.support.p2p_gpu import (
     Desc,
     hw,
 )
-from tests.support.qtest import QEMU, QTest
+from tests.support.qtest import QEMU, PCIDev, QTest
 
 MiB = 1 << 20
 VRAM = 64 * MiB
@@ -433,13 +434,18 @@ def test_bad_configuration_is_refused(bad: str) -> None:
 
 
 def test_randomized_registers_and_descriptors(gpu: GPU) -> None:
-    """Random register writes, descriptors and resizes; then reset and a real copy."""
+    """Random register writes, descriptors and resizes; then reset and a real copy.
+
+    P2P_GPU_FUZZ_STEPS and P2P_GPU_FUZZ_SEED scale it up for a sanitizer build
+    (P2PLAB_QEMU=path/to/asan/qemu); the default is a fixed, quick run.
+    """
     qt, dev = gpu.qt, gpu.dev
-    rng = random.Random(0x5032)
+    rng = random.Random(int(os.environ.get("P2P_GPU_FUZZ_SEED", "0x5032"), 0))
+    steps = int(os.environ.get("P2P_GPU_FUZZ_STEPS", "1500"))
     regs = [v for name, v in HW.items() if name.startswith("P2P_GPU_REG_")]
     interesting = [0, 1, 2, 3, 4, 16, 0x1F, 0x20, 0xFFFF_FFFF, 0x8000_0000, GRANULE, BAR,
                    VRAM - GRANULE, VRAM]
-    for step in range(1500):
+    for step in range(steps):
         kind = rng.random()
         if kind < 0.6:
             reg = rng.choice(regs) if rng.random() < 0.8 else rng.randrange(0, 0x1000, 4)
@@ -490,6 +496,31 @@ def test_randomized_registers_and_descriptors(gpu: GPU) -> None:
     assert struct.unpack("<I", qt.memread(gpu.bar2, 4))[0] == int.from_bytes(data[:4], "little")
 
 
+def _behind_root_port(tmp_path: Path) -> tuple[QTest, GPU, PCIDev]:
+    """One p2p-gpu under a hotplug-capable root port whose windows we program."""
+    qt = QTest(tmp_path, extra_args=[
+        # Native PCIe hotplug (q35 defaults to ACPI hotplug, which needs AML).
+        "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+        "-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=03.0,chassis=1,slot=1",
+        "-device", DEVICE.replace("addr=04.0", "bus=rp0")]).start()
+    try:
+        rp = qt.pci(0, 3)
+        rp.cfg_write(0x18, 0x00_01_01_00)          # primary 0, secondary 1, subordinate 1
+        rp.cfg_write(0x20, 0xFE00_FE00)            # memory window 0xfe000000-0xfe0fffff
+        rp.cfg_write(0x24, 0x3FF1_0001)            # 64-bit prefetchable window ...
+        rp.cfg_write(0x28, 0x8)                    # ... 0x8_0000_0000 -
+        rp.cfg_write(0x2C, 0x8)                    # ... 0x8_3fff_ffff
+        rp.enable()
+        g = GPU(qt, qt.pci(1, 0)).setup()
+        g.ring_init()
+        g.msix_setup()
+        g.wr(hw("REG_INT_ENABLE"), hw("INT_ALL"))
+    except BaseException:
+        qt.close()
+        raise
+    return qt, g, rp
+
+
 def test_function_level_reset(gpu: GPU) -> None:
     dev = gpu.dev
     exp = dev.capabilities()[0x10]
@@ -515,24 +546,13 @@ def test_function_level_reset(gpu: GPU) -> None:
 
 def test_behind_root_port(tmp_path: Path) -> None:
     """Under a pcie-root-port: the bridge's windows route BAR0 and a resized BAR2."""
-    qt = QTest(tmp_path, extra_args=[
-        "-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=03.0,chassis=1",
-        "-device", DEVICE.replace("addr=04.0", "bus=rp0")]).start()
+    qt, g, _ = _behind_root_port(tmp_path)
     try:
-        rp = qt.pci(0, 3)
-        rp.cfg_write(0x18, 0x00_01_01_00)              # primary 0, secondary 1, subordinate 1
-        rp.cfg_write(0x20, 0xFE00_FE00)                # memory window 0xfe000000-0xfe0fffff
-        rp.cfg_write(0x24, 0x3FF1_0001)                # 64-bit prefetchable window ...
-        rp.cfg_write(0x28, 0x8)                        # ... 0x8_0000_0000 -
-        rp.cfg_write(0x2C, 0x8)                        # ... 0x8_3fff_ffff
-        rp.enable()
-        dev = qt.pci(1, 0)
+        dev = g.dev
         assert dev.cfg_read(0) == hw("DEVICE_ID") << 16 | hw("VENDOR_ID")
         assert dev.ext_capabilities() == {0x15: hw("REBAR_CAP_OFF")}
         exp = dev.capabilities()[0x10]
         assert (dev.cfg_read(exp + 2, 2) >> 4) & 0xF == 0  # PCI_EXP_TYPE_ENDPOINT
-        g = GPU(qt, dev).setup()
-        g.ring_init()
         g.resize(64 * MiB)
         assert dev.bar_size(2) == 64 * MiB
         g.wr(hw("REG_APER_CTRL"), hw("APER_CTRL_DIRECT"))
@@ -619,21 +639,8 @@ def test_migration_is_blocked(gpu: GPU) -> None:
 
 def test_hot_unplug_with_work_in_flight(tmp_path: Path) -> None:
     """Unplug while windows are mapped and a delayed completion is pending."""
-    qt = QTest(tmp_path, extra_args=[
-        # Native PCIe hotplug (q35 defaults to ACPI hotplug, which needs AML).
-        "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
-        "-device", "pcie-root-port,id=rp0,bus=pcie.0,addr=03.0,chassis=1,slot=1",
-        "-device", DEVICE.replace("addr=04.0", "bus=rp0")]).start()
+    qt, g, rp = _behind_root_port(tmp_path)
     try:
-        rp = qt.pci(0, 3)
-        rp.cfg_write(0x18, 0x00_01_01_00)
-        rp.cfg_write(0x20, 0xFE00_FE00)
-        rp.cfg_write(0x24, 0x3FF1_0001)
-        rp.cfg_write(0x28, 0x8)
-        rp.cfg_write(0x2C, 0x8)
-        rp.enable()
-        g = GPU(qt, qt.pci(1, 0)).setup()
-        g.ring_init()
         assert g.map(0)[0] == hw("APER_OK") and g.map(GRANULE)[0] == hw("APER_OK")
         qt.qom_set(g.path, "completion-delay-ns", 1_000_000_000)
         g.post([Desc(OP_H2V, 4096, 0, BUF_ADDR)])
@@ -666,3 +673,54 @@ def test_intx_level_follows_status(gpu: GPU) -> None:
     ((status, _),) = gpu.run([Desc(OP_H2V, 8, 0, BUF_ADDR, hw("DESC_INTR"))])
     assert status == DONE and dev.cfg_read(0x06, 2) & 0x08
     assert gpu.counter("interrupts") == 1
+
+
+@pytest.mark.parametrize("how", ["dma", "msi-from-mmio", "msi-from-config", "flr-by-dma"])
+def test_device_writes_that_remove_or_reset_itself(tmp_path: Path, how: str) -> None:
+    """The device's own DMA or MSI write lands in config space (ECAM) and
+    powers its slot off (unplug) or resets it (FLR) in the middle of its own
+    work; nothing may touch freed or reset state (run this under ASAN)."""
+    qt, g, rp = _behind_root_port(tmp_path)
+    try:
+        sltctl = rp.cfg_addr(rp.capabilities()[0x10] + 0x18)
+        poweroff = 0x07C0                              # PCC off, indicators off
+        qt.memwrite(BUF_ADDR, b"q" * 64)
+        if how == "dma":
+            g.vram_write(0, struct.pack("<H", poweroff))
+            g.post([Desc(OP_V2H, 2, 0, sltctl, hw("DESC_INTR")),
+                    Desc(OP_H2V, 64, 0, BUF_ADDR, hw("DESC_INTR"))])
+        elif how.startswith("msi"):
+            table = g.bar0 + hw("MSIX_TABLE_OFF") + 16 * hw("VEC_ERROR")
+            qt.writel(table, sltctl)
+            qt.writel(table + 8, poweroff)
+            if how == "msi-from-mmio":
+                g.wr64(hw("REG_ID"), 0)                # two register errors in one access
+            else:
+                g.dev.cfg_write(hw("REBAR_CAP_OFF") + 8, 40 << 8)   # unsupported size
+        else:
+            devctl = g.dev.cfg_addr(g.dev.capabilities()[0x10] + 8)
+            g.vram_write(0, struct.pack("<H", 0x8000))
+            g.post([Desc(OP_V2H, 2, 0, devctl, hw("DESC_INTR")),
+                    Desc(OP_H2V, 64, 0, BUF_ADDR, hw("DESC_INTR"))])
+        for _ in range(50):
+            names = [p["name"] for p in qt.qmp("qom-list", path="/machine/peripheral")]
+            if "gpu" not in names or how == "flr-by-dma":
+                break
+        qt.clock_step(1_000_000)
+        assert qt.alive(), qt.log_tail()
+        if how == "msi-from-config":
+            # QEMU's re-entrancy guard blocks an MSI into ECAM while ECAM is
+            # being written: the device stays, and still works.
+            assert "gpu" in names
+            g.vram_write(0, b"still here")
+            assert g.vram_read(0, 10) == b"still here"
+        elif how == "flr-by-dma":
+            assert g.dev.cfg_read(0x04, 2) & 0x6 == 0   # FLR took effect
+            g.setup()
+            assert g.rd(hw("REG_CE_CTRL")) == 0 and g.rd(hw("REG_CE_HEAD")) == 0
+            g.ring_init()
+            assert g.vram_read(0, 2) == struct.pack("<H", 0x8000)
+        else:
+            assert "gpu" not in names
+    finally:
+        qt.close()

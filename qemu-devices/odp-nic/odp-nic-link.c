@@ -43,11 +43,31 @@ static void odp_nic_link_emit(OdpNicState *s, const uint8_t *frame, size_t len)
     }
 }
 
+/*
+ * Timers are not guarded like our BHs: engage the device's re-entrancy
+ * guard by hand, so a DMA (or a peer in this process) cannot reach our
+ * own BAR0 from inside them either.
+ */
+static bool odp_nic_guard_enter(OdpNicState *s)
+{
+    MemReentrancyGuard *g = &DEVICE(s)->mem_reentrancy_guard;
+    bool was = g->engaged_in_io;
+
+    g->engaged_in_io = true;
+    return was;
+}
+
+static void odp_nic_guard_leave(OdpNicState *s, bool was)
+{
+    DEVICE(s)->mem_reentrancy_guard.engaged_in_io = was;
+}
+
 static void odp_nic_link_delay_cb(void *opaque)
 {
     OdpNicState *s = opaque;
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     OdpNicDelayed *d;
+    bool was = odp_nic_guard_enter(s);
 
     while ((d = QTAILQ_FIRST(&s->delayed)) && d->due <= now) {
         QTAILQ_REMOVE(&s->delayed, d, next);
@@ -58,6 +78,7 @@ static void odp_nic_link_delay_cb(void *opaque)
     if (d) {
         timer_mod(s->delay_timer, d->due);
     }
+    odp_nic_guard_leave(s, was);
 }
 
 /* Build and send one frame, applying the fault-injection knobs. */
@@ -264,9 +285,8 @@ static void odp_nic_link_restart(OdpNicQP *qp)
     odp_nic_kick(qp->s);
 }
 
-void odp_nic_link_qp_timer(void *opaque)
+static void odp_nic_link_qp_timeout(OdpNicQP *qp)
 {
-    OdpNicQP *qp = opaque;
     OdpNicState *s = qp->s;
 
     if (!qp->valid || !qp->has_wr) {
@@ -287,6 +307,15 @@ void odp_nic_link_qp_timer(void *opaque)
         trace_odp_nic_link_retry(qp->qpn, qp->msn, false);
         odp_nic_link_restart(qp);
     }
+}
+
+void odp_nic_link_qp_timer(void *opaque)
+{
+    OdpNicQP *qp = opaque;
+    bool was = odp_nic_guard_enter(qp->s);
+
+    odp_nic_link_qp_timeout(qp);        /* may post a CQE: DMA */
+    odp_nic_guard_leave(qp->s, was);
 }
 
 static void odp_nic_link_rx_ack(OdpNicState *s, const struct odp_nic_pkt_hdr *h)

@@ -48,7 +48,7 @@ def _load_all(files: Sequence[str]) -> list[LoadedScenario]:
 
 
 async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> int:
-    progress = Progress()
+    progress = Progress(enabled=args.log_format != "json")
     opts = RunOptions(
         artifacts=Path(args.artifacts) if args.artifacts else paths.default_runs_dir(),
         on_step=progress.step,
@@ -74,11 +74,15 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
             if res.status != "passed" and not args.keep_going:
                 stop.set()
 
+    ticker = asyncio.create_task(progress.ticker()) if progress.live else None
     try:
         async with asyncio.TaskGroup() as tg:
             for i, ls in enumerate(loaded):
                 tg.create_task(one(i, ls))
     finally:
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
         run.scenarios = [r for r in results if r is not None]
         run.duration = time.monotonic() - t0
         if args.json:

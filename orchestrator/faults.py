@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from typing import Any
 
@@ -13,10 +14,28 @@ from .schema import (
     DeviceDelFault,
     Fault,
     KillFault,
+    PropValue,
     QomSetFault,
     StopFault,
 )
 from .vm import VM
+
+_SIZE = re.compile(r"^([0-9]+)([KMGT]?)$")
+_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}
+
+
+def qmp_prop_value(v: PropValue) -> PropValue:
+    """A -device style value typed for QMP's device_add, which does not parse strings:
+    sizes ("64M") and hex become integers, "on"/"off" booleans; anything else is kept."""
+    if isinstance(v, str):
+        m = _SIZE.match(v)
+        if m:
+            return int(m.group(1)) << _SHIFT[m.group(2)]
+        if re.fullmatch(r"0x[0-9a-fA-F]+", v):
+            return int(v, 16)
+        if v in ("on", "off"):
+            return v == "on"
+    return v
 
 
 async def inject(vm: VM, fault: Fault) -> dict[str, Any]:
@@ -38,8 +57,7 @@ async def inject(vm: VM, fault: Fault) -> dict[str, Any]:
         args: dict[str, Any] = {"driver": dev.driver, "id": dev.id}
         if dev.bus is not None:
             args["bus"] = dev.bus
-        args.update({k: (("on" if v else "off") if isinstance(v, bool) else v)
-                     for k, v in dev.props.items()})
+        args.update({k: qmp_prop_value(v) for k, v in dev.props.items()})
         await vm.execute("device_add", args)
         return {"device": device_arg(dev.driver, {"id": dev.id, **dev.props})}
     if isinstance(fault, StopFault):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import TextIO
@@ -14,14 +15,18 @@ _MARK = {"passed": "ok", "failed": "FAIL", "error": "ERROR", "skipped": "skip"}
 class Progress:
     """Receives phase and step updates from the runner and shows them."""
 
-    def __init__(self, out: TextIO | None = None, live: bool | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, live: bool | None = None,
+                 enabled: bool = True) -> None:
         self.out = out or sys.stderr
         self.live = self.out.isatty() if live is None else live
+        self.enabled = enabled  # off with --log-format json: the log events say it all
         self._status: dict[str, str] = {}
         self._started: dict[str, float] = {}
         self._drawn = 0
 
     def _redraw(self) -> None:
+        if not self.enabled:
+            return
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}A")
         for name, text in self._status.items():
@@ -31,6 +36,8 @@ class Progress:
         self.out.flush()
 
     def _line(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.live and self._drawn:
             self.out.write(f"\x1b[{self._drawn}A\x1b[J")
             self._drawn = 0
@@ -38,6 +45,13 @@ class Progress:
         if self.live:
             self._redraw()
         self.out.flush()
+
+    async def ticker(self, period: float = 1.0) -> None:
+        """Redraw the live view every ``period`` seconds so elapsed times move; cancel to stop."""
+        while True:
+            await asyncio.sleep(period)
+            if self.live and self._status:
+                self._redraw()
 
     def phase(self, scenario: str, text: str) -> None:
         """A scenario entered a new phase (booting, step N, tearing down)."""

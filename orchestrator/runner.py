@@ -104,12 +104,15 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
             except TimeoutError:
                 result.status = "failed"
                 result.message = f"scenario timed out after {sc.timeout:.0f}s"
-            except VMError as exc:
-                result.status = "error"
-                result.message = str(exc)
+                _mark_unfinished(result, "the scenario timed out")
             except P2PLabError as exc:
                 result.status = "error"
                 result.message = str(exc)
+                if isinstance(exc, VMError) and exc.console_tail:
+                    result.machines.setdefault(exc.vm, MachineResult()).console_tail = (
+                        exc.console_tail
+                    )
+                _mark_unfinished(result, "an error ended the scenario")
             finally:
                 await teardown(vms, result, opts, loaded.name)
     finally:
@@ -166,6 +169,7 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
     ctx = StepContext(vms, run_dir)
     for i, step in enumerate(sc.steps):
         _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
+        result.steps[i].message = _RUNNING
         res = await run_step(i, step, ctx)
         result.steps[i] = res
         if opts.on_step is not None:
@@ -180,6 +184,19 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
     result.status = "passed"
 
 
+_RUNNING = "running"
+
+
+def _mark_unfinished(result: ScenarioResult, why: str) -> None:
+    """After the scenario was cut short: the running step failed, the rest did not run."""
+    for step in result.steps:
+        if step.status == "skipped" and step.message == _RUNNING:
+            step.status = "failed"
+            step.message = f"{why} during this step"
+        elif step.status == "skipped" and not step.message:
+            step.message = f"not run: {why}"
+
+
 async def _start(vm: VM, result: ScenarioResult) -> None:
     await vm.start()
     result.machines[vm.name].boot_seconds = round(await vm.wait_ready(), 3)
@@ -191,7 +208,7 @@ async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
     if vms:
         _phase(opts, scenario, "tearing down")
     for name, vm in vms.items():
-        if vm.running and vm.qmp.runstate is not None:
+        if vm.running and vm.qmp_connected:
             with contextlib.suppress(P2PLabError, TimeoutError):
                 counters = await asyncio.wait_for(read_counters(vm), 10.0)
                 if counters:

@@ -15,7 +15,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Problem, ScenarioError
-from .schema import STEP_KINDS, UNION_TAGS, AssertStep, ExecStep, Machine, Scenario, Switch
+from .schema import (
+    STEP_KINDS,
+    UNION_TAGS,
+    AssertStep,
+    DeviceAddFault,
+    ExecStep,
+    FaultStep,
+    Machine,
+    Scenario,
+    Switch,
+)
 from .yamlsource import DocPath, SourceMap, load_yaml
 
 BUILTIN_BUSES = frozenset({"pcie.0"})
@@ -166,6 +176,7 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
             problems.append(smap.problem(("links", i), "a link joins NICs of different machines"))
 
     metrics: set[str] = set()
+    added: dict[str, set[str]] = {}  # devices hot-plugged by earlier steps, per machine
     for i, step in enumerate(sc.steps):
         base = ("steps", i)
         if step.machine is None and len(machines) > 1:
@@ -177,8 +188,19 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
         if isinstance(step, ExecStep):
             for name in step.metrics:
                 metrics.add(name)
+        if isinstance(step, FaultStep) and isinstance(step.fault, DeviceAddFault):
+            added.setdefault(step.machine or "", set()).add(step.fault.device.id)
         if isinstance(step, AssertStep):
+            mname = step.machine or (next(iter(machines)) if len(machines) == 1 else "")
+            known = {d.id for d in machines[mname].devices} if mname in machines else set()
+            known |= added.get(step.machine or "", set())
             for j, check in enumerate(step.assert_):
+                if check.qom is not None and mname in machines:
+                    dev = check.qom.split(".", 1)[0]
+                    if dev not in known:
+                        problems.append(smap.problem(
+                            (*base, "assert", j, "qom"),
+                            f"machine {mname!r} has no device {dev!r}"))
                 if check.metric is not None and check.metric not in metrics:
                     problems.append(
                         smap.problem(

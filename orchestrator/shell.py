@@ -27,6 +27,7 @@ from typing import Any, TextIO, TypeVar
 from . import paths
 from .devices import qom_path, read_counters
 from .errors import P2PLabError
+from .faults import qmp_prop_value
 from .results import ScenarioResult
 from .runner import RunOptions, create_vms, new_run_dir, start_vms, teardown
 from .scenario import LoadedScenario
@@ -214,7 +215,8 @@ class Shell:
         elif word == "plug":
             driver, _, props = rest.partition(" ")
             _, args = parse_qmp("x " + props) if props else ("x", {})
-            self.call(self.vm.execute("device_add", {"driver": driver, **args}))
+            typed = {k: qmp_prop_value(v) if isinstance(v, str) else v for k, v in args.items()}
+            self.call(self.vm.execute("device_add", {"driver": driver, **typed}))
             self.say("ok")
         elif word == "kill":
             self.vm.kill()

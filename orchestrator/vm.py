@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 import structlog
-from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient
+from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, Runstate
 
 from .agent import AgentClient
 from .cmdline import Accel, Boot, LinkEnd, VMPaths, build_argv
@@ -185,6 +185,10 @@ class VM:
     # ------------------------------------------------------------ running
 
     @property
+    def qmp_connected(self) -> bool:
+        return bool(self.qmp.runstate == Runstate.RUNNING)
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and not self._exited.is_set()
 
@@ -282,6 +286,14 @@ class VM:
             await asyncio.wait_for(self._exited.wait(), timeout)
         return self._exited.is_set()
 
+    async def _vcpus_running(self) -> bool:
+        """Whether the guest can run (a paused guest cannot answer a poweroff request)."""
+        try:
+            status = await asyncio.wait_for(self.qmp.execute("query-status"), 2.0)
+        except Exception:
+            return False
+        return isinstance(status, dict) and status.get("status") == "running"
+
     async def shutdown(self) -> str:
         """Stop the VM: agent poweroff, else QMP quit, else kill. Returns how it ended."""
         if self._shut:
@@ -289,12 +301,13 @@ class VM:
         self._shut = True
         how = "exited"
         try:
-            if self.running and self.agent.ready_info and not self.console.crashed.is_set():
+            if self.running and self.agent.ready_info and not self.console.crashed.is_set() \
+                    and await self._vcpus_running():
                 with contextlib.suppress(Exception):
                     await self.agent.poweroff(timeout=3.0)
                     if await self._wait_exit(10.0):
                         how = "poweroff"
-            if self.running and self.qmp.runstate is not None:
+            if self.running and self.qmp_connected:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.qmp.execute("quit"), 3.0)
                 if await self._wait_exit(5.0):

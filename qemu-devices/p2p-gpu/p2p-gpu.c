@@ -49,6 +49,12 @@ DECLARE_INSTANCE_CHECKER(P2pGpuState, P2P_GPU, TYPE_P2P_GPU)
 #define P2P_GPU_PCIE_CAP_OFF    0x80
 #define P2P_GPU_MEMSLOT_RESERVE 64              /* left for the rest of the VM */
 
+/*
+ * Windows mapped by every p2p-gpu in this process (BQL).  Each may need its
+ * own memory slot later, see p2p_gpu_host_memslots_left().
+ */
+static uint32_t p2p_gpu_windows;
+
 typedef struct P2pGpuSlot {
     MemoryRegion *mr;       /* created on first use, freed at finalize */
     uint64_t vram_off;
@@ -216,6 +222,7 @@ static void p2p_gpu_aper_unmap_slot(P2pGpuState *s, uint32_t slot)
         memory_region_del_subregion(&s->bar2, e->mr);
         e->mapped = false;
         s->slots_used--;
+        p2p_gpu_windows--;
         s->stat.aperture_unmaps++;
         trace_p2p_gpu_aper_unmap(slot);
     }
@@ -252,6 +259,10 @@ static void p2p_gpu_aper_set_direct(P2pGpuState *s, bool on)
 /*
  * A window that does not merge with its neighbours is one more KVM (and
  * vhost) memory slot; running out of them aborts QEMU, so report FULL first.
+ * The free count alone is not enough: windows mapped while BAR2 does not
+ * decode, or merged with a neighbour that is unmapped later, take their
+ * slots only afterwards, outside any MAP.  So every mapped window counts as
+ * a future slot (those already visible are counted twice: conservative).
  */
 static bool p2p_gpu_host_memslots_left(void)
 {
@@ -260,7 +271,8 @@ static bool p2p_gpu_host_memslots_left(void)
     if (kvm_enabled()) {
         free = MIN(free, kvm_get_free_memslots());
     }
-    return free > P2P_GPU_MEMSLOT_RESERVE;
+    return free > P2P_GPU_MEMSLOT_RESERVE &&
+           free - P2P_GPU_MEMSLOT_RESERVE > p2p_gpu_windows;
 }
 
 static uint32_t p2p_gpu_aper_map(P2pGpuState *s)
@@ -305,6 +317,7 @@ static uint32_t p2p_gpu_aper_map(P2pGpuState *s)
     e->mapped = true;
     e->vram_off = off;
     s->slots_used++;
+    p2p_gpu_windows++;
     s->stat.aperture_maps++;
     s->aper_result_slot = slot;
     s->aper_result_off = (uint64_t)slot << s->granule_shift;
@@ -468,9 +481,56 @@ static void p2p_gpu_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
 
 /* ---- copy engine ------------------------------------------------------ */
 
-/* Move len bytes between VRAM and a bus address, in bounded chunks. */
-static bool p2p_gpu_dma(P2pGpuState *s, uint32_t op, uint64_t vram_off,
-                        dma_addr_t addr, uint64_t len, uint64_t *done)
+/*
+ * Whether VRAM [off, off + len) is also reachable through our own BAR2 (a
+ * window, or direct mode).  A DMA aimed there would memcpy VRAM onto itself,
+ * undefined behaviour when the ranges overlap.  Windows cannot appear during
+ * a copy: mapping one takes a BAR0 write, which our re-entrancy guard blocks.
+ */
+static bool p2p_gpu_vram_exposed(P2pGpuState *s, uint64_t off, uint64_t len)
+{
+    uint32_t i, left = s->slots_used;
+
+    if (s->direct) {
+        return true;
+    }
+    for (i = 0; i < s->max_slots && left; i++) {
+        if (s->slots[i].mapped) {
+            left--;
+            if (ranges_overlap(s->slots[i].vram_off, s->granule, off, len)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* One chunk through a buffer, for when the bus address may be this VRAM. */
+static MemTxResult p2p_gpu_dma_bounce(P2pGpuState *s, uint32_t op,
+                                      uint64_t vram_off, dma_addr_t addr,
+                                      uint64_t n)
+{
+    g_autofree uint8_t *buf = g_malloc(n);
+    MemTxResult r;
+
+    if (op == P2P_GPU_OP_VRAM_TO_HOST) {
+        memcpy(buf, s->vram_ptr + vram_off, n);
+        return pci_dma_write(PCI_DEVICE(s), addr, buf, n);
+    }
+    r = pci_dma_read(PCI_DEVICE(s), addr, buf, n);
+    if (r == MEMTX_OK) {    /* never copy an uninitialised buffer to VRAM */
+        memcpy(s->vram_ptr + vram_off, buf, n);
+    }
+    return r;
+}
+
+/*
+ * Move len bytes between VRAM and a bus address, in bounded chunks, for the
+ * engine generation gen.
+ */
+static bool p2p_gpu_dma(P2pGpuState *s, uint32_t gen, uint32_t op,
+                        uint64_t vram_off, dma_addr_t addr, uint64_t len,
+                        uint64_t *done)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     MemTxResult r;
@@ -480,11 +540,16 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t op, uint64_t vram_off,
         return false;
     }
     while (len) {
-        if (s->dead) {
-            return false;   /* a previous chunk unplugged us */
+        if (s->dead || gen != s->ce_gen) {
+            return false;   /* a previous chunk or segment reset or unplugged us */
         }
         n = MIN(len, P2P_GPU_DMA_CHUNK);
-        if (op == P2P_GPU_OP_VRAM_TO_HOST) {
+        if (p2p_gpu_vram_exposed(s, vram_off, n)) {
+            r = p2p_gpu_dma_bounce(s, op, vram_off, addr, n);
+            if (op == P2P_GPU_OP_HOST_TO_VRAM) {
+                memory_region_set_dirty(s->vram, vram_off, n);
+            }
+        } else if (op == P2P_GPU_OP_VRAM_TO_HOST) {
             r = pci_dma_write(pdev, addr, s->vram_ptr + vram_off, n);
         } else {
             r = pci_dma_read(pdev, addr, s->vram_ptr + vram_off, n);
@@ -501,8 +566,8 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t op, uint64_t vram_off,
     return true;
 }
 
-static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, const struct p2p_gpu_desc *d,
-                               uint64_t *done)
+static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, uint32_t gen,
+                               const struct p2p_gpu_desc *d, uint64_t *done)
 {
     struct p2p_gpu_sg sg[P2P_GPU_CE_MAX_SEGS];
     uint32_t op = d->ctrl & P2P_GPU_DESC_OP_MASK;
@@ -533,7 +598,7 @@ static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, const struct p2p_gpu_desc *d,
         return P2P_GPU_CE_VRAM_RANGE;
     }
     for (i = 0; i < n; i++) {
-        if (!p2p_gpu_dma(s, op, voff, sg[i].addr, sg[i].len, done)) {
+        if (!p2p_gpu_dma(s, gen, op, voff, sg[i].addr, sg[i].len, done)) {
             return P2P_GPU_CE_DMA_FAULT;
         }
         voff += sg[i].len;
@@ -542,8 +607,8 @@ static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, const struct p2p_gpu_desc *d,
 }
 
 /* Execute one descriptor (already in host byte order); returns a CE code. */
-static uint32_t p2p_gpu_ce_exec(P2pGpuState *s, const struct p2p_gpu_desc *d,
-                                uint64_t *done)
+static uint32_t p2p_gpu_ce_exec(P2pGpuState *s, uint32_t gen,
+                                const struct p2p_gpu_desc *d, uint64_t *done)
 {
     uint32_t op = d->ctrl & P2P_GPU_DESC_OP_MASK;
 
@@ -556,7 +621,7 @@ static uint32_t p2p_gpu_ce_exec(P2pGpuState *s, const struct p2p_gpu_desc *d,
         return P2P_GPU_CE_INJECTED;
     }
     if (d->ctrl & P2P_GPU_DESC_SGL) {
-        return p2p_gpu_ce_sgl(s, d, done);
+        return p2p_gpu_ce_sgl(s, gen, d, done);
     }
     if (d->len == 0 || d->len > P2P_GPU_CE_MAX_LEN) {
         return P2P_GPU_CE_BAD_LEN;
@@ -573,7 +638,7 @@ static uint32_t p2p_gpu_ce_exec(P2pGpuState *s, const struct p2p_gpu_desc *d,
         *done = d->len;
         return P2P_GPU_CE_OK;
     }
-    return p2p_gpu_dma(s, op, d->vram_off, d->addr, d->len, done) ?
+    return p2p_gpu_dma(s, gen, op, d->vram_off, d->addr, d->len, done) ?
            P2P_GPU_CE_OK : P2P_GPU_CE_DMA_FAULT;
 }
 
@@ -623,10 +688,11 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
     while (p2p_gpu_ce_runnable(s) && n < P2P_GPU_BH_DESCS &&
            bytes < P2P_GPU_BH_BYTES) {
         da = s->ring_base + (dma_addr_t)s->head * sizeof(d);
-        if (pci_dma_read(pdev, da, &d, sizeof(d)) != MEMTX_OK) {
-            if (gen != s->ce_gen) {
-                return;
-            }
+        r = pci_dma_read(pdev, da, &d, sizeof(d));
+        if (gen != s->ce_gen) {
+            return;     /* the read hit something that reset us */
+        }
+        if (r != MEMTX_OK) {
             p2p_gpu_ce_halt(s, da);
             break;
         }
@@ -637,7 +703,7 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
         trace_p2p_gpu_ce_desc(s->head, d.ctrl, d.len, d.vram_off, d.addr);
 
         done = 0;
-        code = p2p_gpu_ce_exec(s, &d, &done);
+        code = p2p_gpu_ce_exec(s, gen, &d, &done);
         if (gen != s->ce_gen) {
             /* A DMA write reset or unplugged us (FLR or slot power via ECAM). */
             return;
@@ -670,6 +736,9 @@ static void p2p_gpu_ce_run(P2pGpuState *s)
                                      8, code);
             raise |= P2P_GPU_INT_COPY_ERROR;
         }
+    }
+    if (gen != s->ce_gen) {
+        return;     /* the halt's interrupt reset or unplugged us */
     }
     if (!p2p_gpu_ce_runnable(s)) {
         s->ce_status &= ~P2P_GPU_CE_STATUS_BUSY;
@@ -915,6 +984,13 @@ static void p2p_gpu_mmio_write(void *opaque, hwaddr addr, uint64_t val,
     uint32_t err;
 
     trace_p2p_gpu_mmio_write(addr, size, val);
+    if (s->dead) {
+        /*
+         * A vCPU that looked up a flat view before the unplug can still get
+         * here; a MAP or DIRECT now would pin regions in a dead device.
+         */
+        return;
+    }
     err = p2p_gpu_reg_write32(s, addr, val);
     if (err) {
         p2p_gpu_reg_error(s, err, addr, (uint32_t)val);

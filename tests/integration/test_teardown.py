@@ -174,3 +174,22 @@ steps:
     assert res.steps[0].status == "passed"
     assert res.steps[1].status == "error"
     assert os.path.exists(res.machines["vm0"].artifacts["console"])
+
+
+async def test_scenario_timeout(no_leftovers: Path) -> None:
+    text = """
+timeout: 8
+machines: [{name: vm0, accel: tcg, memory: 256M}]
+steps:
+  - exec: sleep 600
+    timeout: 900
+  - exec: "true"
+"""
+    t0 = time.monotonic()
+    res = await run_scenario(_loaded(text), RunOptions(artifacts=no_leftovers))
+    assert time.monotonic() - t0 < 30
+    assert res.status == "failed" and "scenario timed out after 8s" in res.message
+    assert res.steps[0].status == "failed" and "during this step" in res.steps[0].message
+    assert res.steps[1].status == "skipped"
+    (pid,) = qemu_pids(no_leftovers)
+    assert not pid_alive(pid)

@@ -25,7 +25,7 @@ def test_two_vms(no_leftovers: Path) -> None:
     assert sc["metrics"]["right_devices"] == 2
     # The two machines booted concurrently: together in much less than twice one boot.
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite is not None and suite.get("tests") == "10" and suite.get("failures") == "0"
+    assert suite is not None and suite.get("tests") == "13" and suite.get("failures") == "0"
 
 
 def test_two_scenarios_in_parallel(no_leftovers: Path) -> None:

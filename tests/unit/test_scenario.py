@@ -88,3 +88,18 @@ steps:
     assert problem.path == "steps[0]"
     assert "must name its 'machine'" in problem.message
     assert (problem.line, problem.column) == (4, 5)
+
+
+def test_sockets_move_to_a_short_directory_when_the_run_dir_is_deep(tmp_path: Path) -> None:
+    import contextlib
+
+    from orchestrator.runner import vm_paths
+
+    with contextlib.ExitStack() as stack:
+        short = vm_paths(tmp_path, "vm0", stack)
+        assert short.sock_dir == short.dir == tmp_path / "vm0"
+        deep = tmp_path / ("d" * 120)
+        p = vm_paths(deep, "vm0", stack)
+        assert p.dir == deep / "vm0"
+        assert len(str(p.qmp_sock)) < 100 and p.sock_dir.exists()
+    assert not p.sock_dir.exists()

@@ -1,0 +1,133 @@
+"""p2p-gpu against a hostile guest: the device's own writes reset it mid-work.
+
+Regression tests from the second security review.  QEMU's FLR path
+(pci_device_reset) clears the COMMAND register but leaves the bus-master
+region enabled, so after an FLR that the copy engine triggers itself its
+remaining DMA would still succeed: the engine has to notice the reset on its
+own and move nothing more, nor raise anything into the post-reset state.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from tests.devices.test_p2p_gpu import DONE, OP_H2V, OP_V2H, start
+from tests.support.p2p_gpu import BUF_ADDR, GPU, SG, SG_ADDR, Desc, hw
+
+MiB = 1 << 20
+RAM_END = 512 * MiB                 # QTest's default -m 512M
+FLR = 0x8000                        # DEVCTL.BCR_FLR
+
+
+def _gpu(tmp_path: Path) -> GPU:
+    qt = start(tmp_path)
+    try:
+        g = GPU(qt, qt.pci(0, 4)).setup()
+        g.ring_init()
+    except BaseException:
+        qt.close()
+        raise
+    return g
+
+
+def _devctl(g: GPU) -> int:
+    return g.dev.cfg_addr(g.dev.capabilities()[0x10] + 8)
+
+
+def _wait_flr(g: GPU) -> None:
+    for _ in range(100):
+        if g.dev.cfg_read(0x04, 2) & 0x6 == 0:
+            return
+    raise AssertionError("the FLR did not happen")
+
+
+def test_sgl_stops_at_its_own_flr(tmp_path: Path) -> None:
+    """Segment 1 resets the device through ECAM; segment 2 must not move data."""
+    g = _gpu(tmp_path)
+    qt = g.qt
+    try:
+        target = BUF_ADDR + MiB
+        canary = b"\x5a" * 64
+        qt.memwrite(target, canary)
+        g.vram_write(0, struct.pack("<H", FLR) + b"after the reset" * 4)
+        qt.memwrite(SG_ADDR, SG.pack(_devctl(g), 2, 0) + SG.pack(target, 60, 0))
+        (idx,) = g.post([Desc(OP_V2H, 2, 0, SG_ADDR, hw("DESC_SGL"))])
+        _wait_flr(g)
+        qt.clock_step(1_000_000)
+        assert qt.memread(target, 64) == canary
+        assert qt.alive(), qt.log_tail()
+        # The reset state is untouched: no write-back, no counters, no status.
+        assert g.result(idx) == (0, 0)
+        g.setup()
+        for reg in ("REG_CE_CTRL", "REG_CE_HEAD", "REG_CE_COMPLETED", "REG_INT_STATUS"):
+            assert g.rd(hw(reg)) == 0, reg
+        g.ring_init()
+        assert g.vram_read(0, 2) == struct.pack("<H", FLR)
+    finally:
+        qt.close()
+
+
+def test_ring_fault_interrupt_that_resets_leaves_reset_state(tmp_path: Path) -> None:
+    """A ring fault's MSI-X message triggers FLR; the batch's COPY_DONE is dropped."""
+    g = _gpu(tmp_path)
+    qt = g.qt
+    try:
+        g.msix_setup()
+        table = g.bar0 + hw("MSIX_TABLE_OFF") + 16 * hw("VEC_ERROR")
+        qt.writel(table, _devctl(g))
+        qt.writel(table + 8, FLR)
+        g.wr(hw("REG_INT_ENABLE"), hw("INT_COPY_ERROR"))
+        # Entry 0 is the last 32 bytes of RAM, entry 1 is unassigned: a ring fault.
+        base = RAM_END - 32
+        qt.memwrite(BUF_ADDR, b"y" * 8)
+        qt.memwrite(base, Desc(OP_H2V, 8, 0, BUF_ADDR, hw("DESC_INTR")).pack())
+        g.wr(hw("REG_CE_CTRL"), hw("CE_CTRL_RESET"))
+        g.wr64(hw("REG_CE_RING_BASE"), base)
+        g.wr(hw("REG_CE_RING_SIZE"), 4)
+        g.wr(hw("REG_CE_CTRL"), hw("CE_CTRL_ENABLE"))
+        g.wr(hw("REG_CE_TAIL"), 2)
+        _wait_flr(g)
+        qt.clock_step(1_000_000)
+        assert qt.alive(), qt.log_tail()
+        assert struct.unpack("<II", qt.memread(base + 24, 8)) == (DONE, 8)
+        g.setup()
+        for reg in ("REG_INT_STATUS", "REG_CE_STATUS", "REG_CE_CTRL", "REG_CE_HEAD"):
+            assert g.rd(hw(reg)) == 0, reg
+        g.ring_init()
+        assert g.vram_read(0, 8) == b"y" * 8
+    finally:
+        qt.close()
+
+
+def test_copy_onto_its_own_window_is_a_memmove(tmp_path: Path) -> None:
+    """The engine's host address is its own BAR2, overlapping the VRAM it copies.
+
+    QEMU's RAM path is a memcpy, undefined for overlapping buffers (ASAN:
+    memcpy-param-overlap); the device bounces such chunks, so the result is
+    that of memmove, in window and in direct mode.
+    """
+    g = _gpu(tmp_path)
+    qt = g.qt
+    try:
+        data = bytes(range(256)) * 32
+        assert g.map(0, slot=0)[0] == hw("APER_OK")
+        qt.memwrite(g.bar2, data)
+        ((st, xfer),) = g.run([Desc(OP_V2H, 4096, 0, g.bar2 + 16)])
+        assert (st, xfer) == (DONE, 4096)
+        assert qt.memread(g.bar2, 4112) == data[:16] + data[:4096]
+        qt.memwrite(g.bar2, data)
+        ((st, xfer),) = g.run([Desc(OP_H2V, 4096, 16, g.bar2)])
+        assert (st, xfer) == (DONE, 4096)
+        assert qt.memread(g.bar2, 4112) == data[:16] + data[:4096]
+        # Direct mode: BAR2 offset == VRAM offset, the whole VRAM exposed.
+        g.resize(64 * MiB)
+        g.wr(hw("REG_APER_CTRL"), hw("APER_CTRL_DIRECT"))
+        assert g.rd(hw("REG_APER_STATUS")) == hw("APER_OK")
+        qt.memwrite(g.bar2 + 3 * MiB, data)
+        ((st, xfer),) = g.run([Desc(OP_V2H, 4096, 3 * MiB + 16, g.bar2 + 3 * MiB)])
+        assert (st, xfer) == (DONE, 4096)
+        assert qt.memread(g.bar2 + 3 * MiB, 4096) == data[16:4112]
+        assert qt.alive(), qt.log_tail()
+    finally:
+        qt.close()

@@ -1,0 +1,93 @@
+"""Console watching (crash patterns, waits, tail) and the plain progress lines."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+
+from orchestrator.console import ConsoleWatcher
+from orchestrator.progress import Progress
+from orchestrator.results import MachineResult, ScenarioResult, StepResult
+
+
+@pytest.mark.parametrize("line", [
+    "[    3.1] Kernel panic - not syncing: sysrq triggered crash",
+    "[    2.0] Oops: general protection fault, probably for non-canonical address",
+    "[    2.0] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+    "[   30.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [hmm-tests:99]",
+])
+def test_crash_lines_are_caught(tmp_path: Path, line: str) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("booting\n[    1.0] normal line\n")
+    watcher = ConsoleWatcher(log)
+    watcher.read_new()
+    assert not watcher.crashed.is_set()
+    with log.open("a") as f:
+        f.write(line + "\nmore\n")
+    watcher.read_new()
+    assert watcher.crashed.is_set()
+    assert watcher.crash_line == line
+    assert watcher.tail(2) == f"{line}\nmore"
+
+
+def test_a_pattern_split_across_reads_is_caught(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("[ 1.0] Kernel pan")
+    watcher = ConsoleWatcher(log)
+    watcher.read_new()
+    with log.open("a") as f:
+        f.write("ic - not syncing: x\n")
+    watcher.read_new()
+    assert watcher.crashed.is_set()
+
+
+def test_ordinary_warnings_are_not_crashes(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("[ 1.0] pci 0000:02:00.0: BAR 2: failed to assign\n"
+                   "[ 1.1] ACPI BIOS Error (bug): something\n")
+    watcher = ConsoleWatcher(log)
+    watcher.read_new()
+    assert not watcher.crashed.is_set()
+
+
+async def test_wait_for_sees_later_output(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("")
+    watcher = ConsoleWatcher(log, poll=0.01)
+    start = watcher.mark()
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        with log.open("a") as f:
+            f.write("p2plab-init: userspace up at 1.50s\n")
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(later())
+        m = await asyncio.wait_for(watcher.wait_for(r"up at ([0-9.]+)s", start), 5)
+    assert m.group(1) == "1.50"
+
+
+def test_plain_progress_lines() -> None:
+    out = io.StringIO()
+    p = Progress(out=out, live=False)
+    p.phase("s", "booting vm0")
+    p.step("s", StepResult(1, "tests", "exec", "vm0", "failed", 2.0, "exit status 1\nmore"))
+    res = ScenarioResult("s", "s.yaml", "failed", 3.0, "/runs/s", "step 1 failed",
+                         machines={"vm0": MachineResult("tcg", "", 2.25)})
+    p.done(res)
+    assert out.getvalue().splitlines() == [
+        "[s] booting vm0",
+        "[s] FAIL   1 tests (2.0s) - exit status 1",
+        "[s] FAILED in 3.0s; boot to agent ready: vm0 2.25s: step 1 failed",
+        "[s] results: /runs/s/results.json",
+    ]
+
+
+def test_disabled_progress_is_silent() -> None:
+    out = io.StringIO()
+    p = Progress(out=out, live=False, enabled=False)
+    p.phase("s", "booting")
+    assert out.getvalue() == ""

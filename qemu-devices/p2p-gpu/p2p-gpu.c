@@ -486,6 +486,7 @@ static void p2p_gpu_write_config(PCIDevice *pdev, uint32_t addr, uint32_t val,
  * window, or direct mode).  A DMA aimed there would memcpy VRAM onto itself,
  * undefined behaviour when the ranges overlap.  Windows cannot appear during
  * a copy: mapping one takes a BAR0 write, which our re-entrancy guard blocks.
+ * O(slots): called once per descriptor, not per segment or chunk.
  */
 static bool p2p_gpu_vram_exposed(P2pGpuState *s, uint64_t off, uint64_t len)
 {
@@ -526,11 +527,11 @@ static MemTxResult p2p_gpu_dma_bounce(P2pGpuState *s, uint32_t op,
 
 /*
  * Move len bytes between VRAM and a bus address, in bounded chunks, for the
- * engine generation gen.
+ * engine generation gen; bounce if the VRAM range is exposed in our BAR2.
  */
 static bool p2p_gpu_dma(P2pGpuState *s, uint32_t gen, uint32_t op,
                         uint64_t vram_off, dma_addr_t addr, uint64_t len,
-                        uint64_t *done)
+                        bool bounce, uint64_t *done)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     MemTxResult r;
@@ -544,7 +545,7 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t gen, uint32_t op,
             return false;   /* a previous chunk or segment reset or unplugged us */
         }
         n = MIN(len, P2P_GPU_DMA_CHUNK);
-        if (p2p_gpu_vram_exposed(s, vram_off, n)) {
+        if (bounce) {
             r = p2p_gpu_dma_bounce(s, op, vram_off, addr, n);
             if (op == P2P_GPU_OP_HOST_TO_VRAM) {
                 memory_region_set_dirty(s->vram, vram_off, n);
@@ -573,6 +574,7 @@ static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, uint32_t gen,
     uint32_t op = d->ctrl & P2P_GPU_DESC_OP_MASK;
     uint32_t i, n = d->len;
     uint64_t total = 0, voff = d->vram_off;
+    bool bounce;
 
     if (op == P2P_GPU_OP_VRAM_TO_VRAM) {
         return P2P_GPU_CE_BAD_DESC;
@@ -597,8 +599,9 @@ static uint32_t p2p_gpu_ce_sgl(P2pGpuState *s, uint32_t gen,
     if (!p2p_gpu_vram_range_ok(s, voff, total)) {
         return P2P_GPU_CE_VRAM_RANGE;
     }
+    bounce = p2p_gpu_vram_exposed(s, voff, total);
     for (i = 0; i < n; i++) {
-        if (!p2p_gpu_dma(s, gen, op, voff, sg[i].addr, sg[i].len, done)) {
+        if (!p2p_gpu_dma(s, gen, op, voff, sg[i].addr, sg[i].len, bounce, done)) {
             return P2P_GPU_CE_DMA_FAULT;
         }
         voff += sg[i].len;
@@ -638,7 +641,8 @@ static uint32_t p2p_gpu_ce_exec(P2pGpuState *s, uint32_t gen,
         *done = d->len;
         return P2P_GPU_CE_OK;
     }
-    return p2p_gpu_dma(s, gen, op, d->vram_off, d->addr, d->len, done) ?
+    return p2p_gpu_dma(s, gen, op, d->vram_off, d->addr, d->len,
+                       p2p_gpu_vram_exposed(s, d->vram_off, d->len), done) ?
            P2P_GPU_CE_OK : P2P_GPU_CE_DMA_FAULT;
 }
 

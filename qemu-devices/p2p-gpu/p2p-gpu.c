@@ -999,7 +999,7 @@ static void p2p_gpu_mmio_write(void *opaque, hwaddr addr, uint64_t val,
     if (err) {
         p2p_gpu_reg_error(s, err, addr, (uint32_t)val);
     }
-    if (size == 8) {
+    if (size == 8 && !s->dead) {   /* the low half's interrupt may unplug us */
         err = p2p_gpu_reg_write32(s, addr + 4, val >> 32);
         if (err) {
             p2p_gpu_reg_error(s, err, addr + 4, val >> 32);
@@ -1138,6 +1138,13 @@ static void p2p_gpu_exit(PCIDevice *pdev)
     memory_region_transaction_begin();
     p2p_gpu_aper_unmap_all(s);
     p2p_gpu_aper_set_direct(s, false);
+    /*
+     * A subregion references its owner (QEMU 10.0): ours would keep the
+     * device alive forever, so it is never finalized and DEVICE_DELETED
+     * never reaches the management layer.
+     */
+    memory_region_del_subregion(&s->bar2, &s->bar2_bg);
+    memory_region_del_subregion(&s->bar0, &s->regs);
     memory_region_transaction_commit();
     msix_uninit(pdev, &s->bar0, &s->bar0);
     pcie_cap_exit(pdev);

@@ -1,10 +1,14 @@
-"""p2p-gpu against a hostile guest: the device's own writes reset it mid-work.
+"""p2p-gpu against a hostile guest: regression tests from the second review.
 
-Regression tests from the second security review.  QEMU's FLR path
-(pci_device_reset) clears the COMMAND register but leaves the bus-master
-region enabled, so after an FLR that the copy engine triggers itself its
-remaining DMA would still succeed: the engine has to notice the reset on its
-own and move nothing more, nor raise anything into the post-reset state.
+- The device's own writes reset it mid-work.  QEMU's FLR path
+  (pci_device_reset) clears the COMMAND register but leaves the bus-master
+  region enabled, so after an FLR that the copy engine triggers itself its
+  remaining DMA would still succeed: the engine has to notice the reset on its
+  own and move nothing more, nor raise anything into the post-reset state.
+- The engine copies VRAM onto its own BAR2 window (overlapping memcpy).
+- BAR2 is resized under live windows with memory decoding on.
+
+Run them under a sanitizer build too (P2PLAB_QEMU=path/to/asan/wrapper).
 """
 
 from __future__ import annotations
@@ -128,6 +132,31 @@ def test_copy_onto_its_own_window_is_a_memmove(tmp_path: Path) -> None:
         ((st, xfer),) = g.run([Desc(OP_V2H, 4096, 3 * MiB + 16, g.bar2 + 3 * MiB)])
         assert (st, xfer) == (DONE, 4096)
         assert qt.memread(g.bar2 + 3 * MiB, 4096) == data[16:4112]
+        assert qt.alive(), qt.log_tail()
+    finally:
+        qt.close()
+
+
+def test_resize_with_decode_on_and_windows_mapped(tmp_path: Path) -> None:
+    """Shrink BAR2 under live windows and decoding: nothing past the new end."""
+    g = _gpu(tmp_path)
+    qt, dev = g.qt, g.dev
+    try:
+        g.resize(64 * MiB)
+        g.vram_write(40 * MiB, b"secret")
+        assert g.map(40 * MiB, slot=50)[0] == hw("APER_OK")
+        assert qt.memread(g.bar2 + 50 * MiB, 6) == b"secret"
+        ctrl_off = g.rebar_ctrl_off()
+        ctrl = dev.cfg_read(ctrl_off)
+        dev.cfg_write(ctrl_off, (ctrl & ~0x3F00) | (0 << 8))       # 1 MiB, decode on
+        assert dev.bar_size(2) == MiB
+        assert g.rd(hw("REG_APER_USED")) == 0 and g.rd(hw("REG_APER_SLOTS")) == 1
+        assert qt.memread(g.bar2 + 50 * MiB, 6) != b"secret"
+        assert qt.memread(g.bar2, 4) == b"\xff" * 4
+        # Grow again with decoding on: the old window does not come back.
+        dev.cfg_write(ctrl_off, (ctrl & ~0x3F00) | (6 << 8))
+        assert qt.memread(g.bar2 + 50 * MiB, 6) == b"\xff" * 6
+        assert g.counter("aperture-unmaps") == 1
         assert qt.alive(), qt.log_tail()
     finally:
         qt.close()

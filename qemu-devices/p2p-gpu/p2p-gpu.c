@@ -652,6 +652,7 @@ static void p2p_gpu_ce_halt(P2pGpuState *s, dma_addr_t addr)
     s->ce_status |= P2P_GPU_CE_STATUS_HALTED;
     s->ce_status = deposit32(s->ce_status, P2P_GPU_CE_STATUS_ERR_SHIFT, 8,
                              P2P_GPU_CE_RING_FAULT);
+    s->errors++;
     s->stat.copy_errors++;
     p2p_gpu_raise(s, P2P_GPU_INT_COPY_ERROR);
 }

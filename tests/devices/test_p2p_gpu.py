@@ -308,6 +308,7 @@ def test_ring_fault_halts_until_reset(gpu: GPU) -> None:
     status = gpu.rd(hw("REG_CE_STATUS"))
     assert status & hw("CE_STATUS_HALTED")
     assert (status >> 8) & 0xFF == hw("CE_RING_FAULT")
+    assert gpu.rd(hw("REG_CE_ERRORS")) == 1  # a ring fault counts like any failure
     assert gpu.rd(hw("REG_CE_HEAD")) == 0
     gpu.ring_init()
     assert gpu.rd(hw("REG_CE_STATUS")) == 0

@@ -113,6 +113,12 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
                         exc.console_tail
                     )
                 _mark_unfinished(result, "an error ended the scenario")
+            except asyncio.CancelledError:
+                # Ctrl-C or SIGTERM: the results file must still say where it stopped.
+                result.status = "error"
+                result.message = "interrupted"
+                _mark_unfinished(result, "an interrupt")
+                raise
             finally:
                 await teardown(vms, result, opts, loaded.name)
     finally:

@@ -5,7 +5,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${P2PLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/p2plab}
-devices=${QEMU_DEVICES_DIR:-$repo/qemu-devices}
+devices=$repo/qemu-devices
 mkdir -p "$cache/qemu" "$cache/src" "$repo/build/bin"
 exec 9>"$cache/qemu.lock"
 flock 9
@@ -59,8 +59,7 @@ if [ ! -f "$bld/build.ninja" ]; then
         || { tail -30 "$bld.configure.log"; exit 1; }
 fi
 echo "build-qemu: ninja in $bld"
-# pipefail carries ninja's status through the filter that hides progress lines.
-ninja -C "$bld" qemu-system-x86_64 | { grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Generating|Linking)' || true; }
+ninja --quiet -C "$bld" qemu-system-x86_64
 
 # 5. A wrapper that finds Debian's firmware: a binary run from its build tree
 # looks only in its own qemu-bundle, which Debian's stripped source leaves empty.

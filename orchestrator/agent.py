@@ -189,10 +189,6 @@ class AgentClient:
         """Ask the guest to power off (QEMU then exits on its own)."""
         await self.request({"op": "poweroff"}, timeout)
 
-    @property
-    def connected(self) -> bool:
-        return self._writer is not None and not self._closed.is_set()
-
     async def close(self) -> None:
         """Close the connection and stop the reader."""
         if self._writer is not None:

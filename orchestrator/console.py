@@ -19,6 +19,11 @@ CRASH_PATTERNS = re.compile(
 )
 
 
+
+def tail_lines(text: str, lines: int) -> str:
+    """The last ``lines`` lines of ``text``."""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
 class ConsoleWatcher:
     """Tails one console log; ``crashed`` is set when a crash pattern appears."""
 
@@ -65,7 +70,7 @@ class ConsoleWatcher:
     def tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the console."""
         self.read_new()
-        return "\n".join(self.text.rstrip("\n").splitlines()[-lines:])
+        return tail_lines(self.text, lines)
 
     def mark(self) -> int:
         """A position in the console text, for :meth:`wait_for` to search from."""

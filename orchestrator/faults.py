@@ -49,7 +49,7 @@ async def inject(vm: VM, fault: Fault) -> dict[str, Any]:
         mark = vm.event_mark()
         await vm.execute("device_del", {"id": fault.id})
         if fault.wait:
-            ev = await vm.wait_event("DEVICE_DELETED", {"device": fault.id}, mark)
+            _, ev = await vm.wait_event("DEVICE_DELETED", {"device": fault.id}, mark)
             return {"id": fault.id, "event": ev}
         return {"id": fault.id}
     if isinstance(fault, DeviceAddFault):

@@ -38,11 +38,6 @@ class LoadedScenario:
     scenario: Scenario
     name: str
     path: Path
-    source: SourceMap
-
-    def machine(self, name: str) -> Machine:
-        """The machine called ``name`` (validated to exist)."""
-        return next(m for m in self.scenario.machines if m.name == name)
 
 
 def _doc_path(data: Any, loc: Sequence[str | int]) -> tuple[DocPath, str | None]:
@@ -224,7 +219,7 @@ def parse_scenario(text: str, file: str) -> LoadedScenario:
     if problems:
         raise ScenarioError(problems)
     name = sc.name or Path(file).stem
-    return LoadedScenario(sc, name, Path(file), smap)
+    return LoadedScenario(sc, name, Path(file))
 
 
 def load_scenario(path: Path) -> LoadedScenario:

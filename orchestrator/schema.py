@@ -153,6 +153,13 @@ def _check_regex(v: str) -> str:
 Regex = Annotated[str, Field(description="a Python regular expression")]
 
 
+def _require_exactly_one(model: BaseModel, *names: str) -> None:
+    """Raise unless exactly one of the fields ``names`` is set (not None)."""
+    if sum(getattr(model, n) is not None for n in names) != 1:
+        quoted = [f"'{n}'" for n in names]
+        raise ValueError(f"give exactly one of {', '.join(quoted[:-1])} or {quoted[-1]}")
+
+
 class StepBase(Strict):
     """Keys every step may have."""
 
@@ -260,8 +267,7 @@ class QomSetFault(Strict):
 
     @model_validator(mode="after")
     def _target(self) -> QomSetFault:
-        if (self.device is None) == (self.path is None):
-            raise ValueError("give exactly one of 'device' or 'path'")
+        _require_exactly_one(self, "device", "path")
         return self
 
 
@@ -327,9 +333,7 @@ class WaitSpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WaitSpec:
-        given = [k for k in ("event", "console", "guest") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of 'event', 'console' or 'guest'")
+        _require_exactly_one(self, "event", "console", "guest")
         if self.console is not None:
             _check_regex(self.console)
         return self
@@ -372,8 +376,7 @@ class Check(Strict):
 
     @model_validator(mode="after")
     def _one_subject(self) -> Check:
-        if (self.metric is None) == (self.qom is None):
-            raise ValueError("give exactly one of 'metric' or 'qom'")
+        _require_exactly_one(self, "metric", "qom")
         return self
 
 
@@ -397,20 +400,22 @@ STEP_KINDS = {
 }
 
 
+# The step model of each kind (no subclassing, so type() identifies a step).
+STEP_CLASSES: dict[type[StepBase], str] = {
+    ExecStep: "exec",
+    QMPStep: "qmp",
+    FaultStep: "fault",
+    WaitStep: "wait",
+    AssertStep: "assert",
+}
+
+
 def _step_kind(v: Any) -> str | None:
     if isinstance(v, dict):
         present = [k for k in STEP_KINDS if k in v]
         return STEP_KINDS[present[0]] if len(present) == 1 else None
-    for kind, cls in (
-        ("exec", ExecStep),
-        ("qmp", QMPStep),
-        ("fault", FaultStep),
-        ("wait", WaitStep),
-        ("assert", AssertStep),
-    ):
-        if isinstance(v, cls):
-            return STEP_KINDS[kind]
-    return None
+    kind = STEP_CLASSES.get(type(v))
+    return STEP_KINDS[kind] if kind else None
 
 
 Step = Annotated[

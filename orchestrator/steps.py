@@ -21,10 +21,12 @@ from typing import Any
 import structlog
 
 from . import faults
+from .console import tail_lines
 from .devices import qom_get
 from .errors import P2PLabError, QMPCommandError, StepFailed, StepTimeout, VMError
 from .results import StepResult
 from .schema import (
+    STEP_CLASSES,
     AssertStep,
     Check,
     ExecStep,
@@ -61,8 +63,7 @@ class StepContext:
 
 def step_kind(step: Step) -> str:
     """``exec``, ``qmp``, ``fault``, ``wait`` or ``assert``."""
-    return {ExecStep: "exec", QMPStep: "qmp", FaultStep: "fault", WaitStep: "wait",
-            AssertStep: "assert"}[type(step)]
+    return STEP_CLASSES[type(step)]
 
 
 def step_title(step: Step) -> str:
@@ -102,10 +103,6 @@ def _capture(metric: Metric, stdout: str, stderr: str) -> Any:
     return raw
 
 
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
 async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
                     timeout: float) -> None:
     argv = _argv(step.exec_)
@@ -119,7 +116,7 @@ async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
     res.details.update(
         argv=argv, status=out.status, signal=out.signal, timed_out=out.timed_out,
         guest_duration=out.duration, truncated=out.truncated,
-        stdout_tail=_tail(out.stdout), stderr_tail=_tail(out.stderr, 10),
+        stdout_tail=tail_lines(out.stdout, 30), stderr_tail=tail_lines(out.stderr, 10),
     )
     problems: list[str] = []
     if out.timed_out:
@@ -142,7 +139,7 @@ async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
             res.metrics[name] = value
             ctx.metrics[name] = value
     if problems:
-        tail = _tail(out.stdout + ("\n" + out.stderr if out.stderr else ""), 15)
+        tail = tail_lines(out.stdout + ("\n" + out.stderr if out.stderr else ""), 15)
         raise StepFailed("; ".join(problems) + (f"\n--- output tail ---\n{tail}" if tail else ""))
 
 
@@ -166,8 +163,7 @@ async def _run_wait(step: WaitStep, vm: VM, ctx: StepContext, res: StepResult,
     w = step.wait
     if w.event is not None:
         start = ctx.event_cursor.get(vm.name, 0)
-        ev = await vm.wait_event(w.event, w.data, start)
-        ctx.event_cursor[vm.name] = vm.events.index(ev) + 1
+        ctx.event_cursor[vm.name], ev = await vm.wait_event(w.event, w.data, start)
         res.details["event"] = ev
     elif w.console is not None:
         start = ctx.console_cursor.get(vm.name, 0)
@@ -182,7 +178,7 @@ async def _run_wait(step: WaitStep, vm: VM, ctx: StepContext, res: StepResult,
             tries += 1
             out = await vm.guarded(vm.agent.exec(argv, min(timeout, 30.0)))
             if out.status == 0:
-                res.details.update(tries=tries, stdout_tail=_tail(out.stdout))
+                res.details.update(tries=tries, stdout_tail=tail_lines(out.stdout, 30))
                 return
             await asyncio.sleep(w.interval)
 
@@ -265,14 +261,11 @@ async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     except StepFailed as exc:
         res.status = "failed"
         res.message = str(exc)
-    except VMError as exc:
-        res.status = "error"
-        res.message = str(exc)
-        if exc.console_tail:
-            res.details["console_tail"] = exc.console_tail
     except P2PLabError as exc:
         res.status = "error"
         res.message = str(exc)
+        if isinstance(exc, VMError) and exc.console_tail:
+            res.details["console_tail"] = exc.console_tail
     res.duration = time.monotonic() - t0
     log.info("step done", index=index, name=res.name, status=res.status,
              seconds=round(res.duration, 2), message=res.message.split("\n")[0][:200])

@@ -76,7 +76,6 @@ class VM:
     ) -> None:
         self.machine = machine
         self.name = machine.name
-        self.boot = boot
         self.paths = paths
         self.accel = accel
         self.argv = build_argv(machine, boot, paths, accel, links)
@@ -85,8 +84,6 @@ class VM:
         self.agent = AgentClient(self.name, paths.agent_sock, paths.agent_log)
         self.console = ConsoleWatcher(paths.console_log)
         self.events: list[dict[str, Any]] = []
-        self.boot_seconds: float | None = None
-        self.killed_on_purpose = False
         self.on_event: Callable[[str, dict[str, Any]], None] | None = None
         self._events_changed = asyncio.Event()
         self._exited = asyncio.Event()
@@ -173,14 +170,14 @@ class VM:
     async def wait_ready(self) -> float:
         """Wait for the guest agent; returns seconds from QEMU start to agent ready."""
         info = await self.guarded(self.agent.wait_ready(self.machine.boot_timeout))
-        self.boot_seconds = time.monotonic() - self._started_at
+        boot_seconds = time.monotonic() - self._started_at
         log.info(
-            f"boot to agent ready: {self.boot_seconds:.2f} s",
+            f"boot to agent ready: {boot_seconds:.2f} s",
             vm=self.name,
             kernel=info.get("kernel"),
             guest_uptime=info.get("uptime"),
         )
-        return self.boot_seconds
+        return boot_seconds
 
     # ------------------------------------------------------------ running
 
@@ -259,8 +256,12 @@ class VM:
         """A position in the event list, for :meth:`wait_event` to search from."""
         return len(self.events)
 
-    async def wait_event(self, name: str, data: dict[str, Any], start: int) -> dict[str, Any]:
-        """Wait for QMP event ``name`` whose data contains ``data``, seen after ``start``."""
+    async def wait_event(self, name: str, data: dict[str, Any],
+                         start: int) -> tuple[int, dict[str, Any]]:
+        """Wait for QMP event ``name`` whose data contains ``data``, seen after ``start``.
+
+        Returns the position just past the event (the next search's ``start``) and the event.
+        """
         i = start
         while True:
             while i < len(self.events):
@@ -268,14 +269,13 @@ class VM:
                 i += 1
                 evdata = ev.get("data", {})
                 if ev.get("event") == name and all(evdata.get(k) == v for k, v in data.items()):
-                    return ev
+                    return i, ev
             self._events_changed.clear()
             await self.guarded(self._events_changed.wait())
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to QEMU's process group (a fault, or the last resort)."""
         if self.proc is not None and self.proc.returncode is None:
-            self.killed_on_purpose = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, sig)
 

@@ -520,17 +520,12 @@ static void odp_nic_link_rx_data(OdpNicState *s, const struct odp_nic_pkt_hdr *h
         return;
     }
     if (send) {
-        if (!odp_nic_rq_peek(qp, &rw, &st)) {
+        if (!odp_nic_rq_take(qp, &rw, &dst, h->total_len, &st)) {
             qp->rx_active = false;
             odp_nic_link_ack(s, h, ODP_NIC_PKT_ST_RNR);
             return;
         }
-        odp_nic_seglist_local(&dst, &rw, ODP_NIC_ACCESS_LOCAL_WRITE);
-        if (st == ODP_NIC_WC_SUCCESS && dst.total < h->total_len) {
-            st = ODP_NIC_WC_LOC_LEN_ERR;
-        }
         if (st != ODP_NIC_WC_SUCCESS) {
-            odp_nic_rq_consume(qp, &rw, st, 0, 0);
             qp->rx_active = false;
             odp_nic_link_ack(s, h, ODP_NIC_PKT_ST_REM_OP);
             return;

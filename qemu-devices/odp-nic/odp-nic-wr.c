@@ -251,7 +251,7 @@ int odp_nic_copy(OdpNicState *s, OdpNicQP *qp, const OdpNicSegList *src,
 }
 
 /* Peek the head of a QP's receive queue.  false: empty (or no RQ). */
-bool odp_nic_rq_peek(OdpNicQP *qp, struct odp_nic_wqe *w, uint8_t *status)
+static bool odp_nic_rq_peek(OdpNicQP *qp, struct odp_nic_wqe *w, uint8_t *status)
 {
     uint32_t size;
     dma_addr_t addr;
@@ -281,6 +281,27 @@ void odp_nic_rq_consume(OdpNicQP *qp, const struct odp_nic_wqe *w,
     qp->rq_ci++;
 }
 
+/*
+ * Take the RQ head for an incoming message of need bytes, as dst.  false: the
+ * RQ is empty.  Otherwise *st says whether the WQE can take the message; one
+ * that cannot has already been completed with that status.
+ */
+bool odp_nic_rq_take(OdpNicQP *qp, struct odp_nic_wqe *rw, OdpNicSegList *dst,
+                     uint64_t need, uint8_t *st)
+{
+    if (!odp_nic_rq_peek(qp, rw, st)) {
+        return false;
+    }
+    odp_nic_seglist_local(dst, rw, ODP_NIC_ACCESS_LOCAL_WRITE);
+    if (*st == ODP_NIC_WC_SUCCESS && dst->total < need) {
+        *st = ODP_NIC_WC_LOC_LEN_ERR;
+    }
+    if (*st != ODP_NIC_WC_SUCCESS) {
+        odp_nic_rq_consume(qp, rw, *st, 0, 0);
+    }
+    return true;
+}
+
 /* Loopback SEND: the payload lands in the RQ head of the target QP. */
 static void odp_nic_exec_send(OdpNicQP *qp, uint64_t *budget)
 {
@@ -295,16 +316,11 @@ static void odp_nic_exec_send(OdpNicQP *qp, uint64_t *budget)
         odp_nic_complete_wr(qp, ODP_NIC_WC_REM_OP_ERR);
         return;
     }
-    if (!odp_nic_rq_peek(dq, &rw, &st)) {
+    if (!odp_nic_rq_take(dq, &rw, &dst, qp->wr_len, &st)) {
         qp->state = QP_WAIT_RQ;         /* an RQ doorbell wakes us */
         return;
     }
-    odp_nic_seglist_local(&dst, &rw, ODP_NIC_ACCESS_LOCAL_WRITE);
-    if (st == ODP_NIC_WC_SUCCESS && dst.total < qp->wr_len) {
-        st = ODP_NIC_WC_LOC_LEN_ERR;
-    }
     if (st != ODP_NIC_WC_SUCCESS) {
-        odp_nic_rq_consume(dq, &rw, st, 0, 0);
         odp_nic_complete_wr(qp, ODP_NIC_WC_REM_OP_ERR);
         return;
     }

@@ -515,7 +515,7 @@ static void odp_nic_qp_doorbell(OdpNicState *s, hwaddr off, uint32_t val)
 
 static void odp_nic_ring_doorbell(OdpNicRing *r, uint32_t val)
 {
-    if (!r->valid || !odp_nic_index_ok(val, r->pi, 1u << r->log_size, false)) {
+    if (!r->valid || !odp_nic_index_ok(val, r->pi, odp_nic_ring_size(r), false)) {
         qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: bad CQ/EQ consumer index\n");
         return;
     }

@@ -218,7 +218,8 @@ void odp_nic_post_cqe(OdpNicState *s, uint32_t cqn, uint64_t wr_id,
 void odp_nic_complete_wr(OdpNicQP *qp, uint8_t status);
 void odp_nic_kick(OdpNicState *s);
 OdpNicQP *odp_nic_qp(OdpNicState *s, uint32_t qpn);
-bool odp_nic_rq_peek(OdpNicQP *qp, struct odp_nic_wqe *w, uint8_t *status);
+bool odp_nic_rq_take(OdpNicQP *qp, struct odp_nic_wqe *rw, OdpNicSegList *dst,
+                     uint64_t need, uint8_t *st);
 void odp_nic_rq_consume(OdpNicQP *qp, const struct odp_nic_wqe *w,
                         uint8_t status, uint32_t byte_len, uint32_t imm);
 int odp_nic_copy(OdpNicState *s, OdpNicQP *qp, const OdpNicSegList *src,

@@ -509,9 +509,8 @@ static bool p2p_gpu_vram_exposed(P2pGpuState *s, uint64_t off, uint64_t len)
 /* One chunk through a buffer, for when the bus address may be this VRAM. */
 static MemTxResult p2p_gpu_dma_bounce(P2pGpuState *s, uint32_t op,
                                       uint64_t vram_off, dma_addr_t addr,
-                                      uint64_t n)
+                                      uint8_t *buf, uint64_t n)
 {
-    g_autofree uint8_t *buf = g_malloc(n);
     MemTxResult r;
 
     if (op == P2P_GPU_OP_VRAM_TO_HOST) {
@@ -534,6 +533,8 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t gen, uint32_t op,
                         bool bounce, uint64_t *done)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
+    /* Per call, not per device: a chunk's DMA may re-enter the engine. */
+    g_autofree uint8_t *buf = bounce ? g_malloc(MIN(len, P2P_GPU_DMA_CHUNK)) : NULL;
     MemTxResult r;
     uint64_t n;
 
@@ -546,14 +547,13 @@ static bool p2p_gpu_dma(P2pGpuState *s, uint32_t gen, uint32_t op,
         }
         n = MIN(len, P2P_GPU_DMA_CHUNK);
         if (bounce) {
-            r = p2p_gpu_dma_bounce(s, op, vram_off, addr, n);
-            if (op == P2P_GPU_OP_HOST_TO_VRAM) {
-                memory_region_set_dirty(s->vram, vram_off, n);
-            }
+            r = p2p_gpu_dma_bounce(s, op, vram_off, addr, buf, n);
         } else if (op == P2P_GPU_OP_VRAM_TO_HOST) {
             r = pci_dma_write(pdev, addr, s->vram_ptr + vram_off, n);
         } else {
             r = pci_dma_read(pdev, addr, s->vram_ptr + vram_off, n);
+        }
+        if (op == P2P_GPU_OP_HOST_TO_VRAM) {
             memory_region_set_dirty(s->vram, vram_off, n);
         }
         if (r != MEMTX_OK) {

@@ -22,7 +22,7 @@ from .devices import read_counters
 from .errors import P2PLabError, SetupError, VMError
 from .results import MachineResult, ScenarioResult, StepResult, write_json
 from .scenario import LoadedScenario
-from .schema import Machine
+from .schema import Machine, step_machine
 from .steps import StepContext, run_step, step_kind, step_title
 from .vm import VM
 
@@ -91,8 +91,8 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
     t0 = time.monotonic()
     run_dir = new_run_dir(opts.artifacts, re.sub(r"[^\w.-]", "_", loaded.name))
     result.run_dir = str(run_dir)
-    only = sc.machines[0].name if len(sc.machines) == 1 else None
-    result.steps = [StepResult(i, step_title(s), step_kind(s), s.machine or only)
+    names = [m.name for m in sc.machines]
+    result.steps = [StepResult(i, step_title(s), step_kind(s), step_machine(s, names))
                     for i, s in enumerate(sc.steps)]
     vms: dict[str, VM] = {}
     structlog.contextvars.bind_contextvars(scenario=loaded.name)

@@ -25,6 +25,7 @@ from .schema import (
     Machine,
     Scenario,
     Switch,
+    step_machine,
 )
 from .yamlsource import DocPath, SourceMap, load_yaml
 
@@ -186,7 +187,7 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
         if isinstance(step, FaultStep) and isinstance(step.fault, DeviceAddFault):
             added.setdefault(step.machine or "", set()).add(step.fault.device.id)
         if isinstance(step, AssertStep):
-            mname = step.machine or (next(iter(machines)) if len(machines) == 1 else "")
+            mname = step_machine(step, machines) or ""
             known = {d.id for d in machines[mname].devices} if mname in machines else set()
             known |= added.get(step.machine or "", set())
             for j, check in enumerate(step.assert_):

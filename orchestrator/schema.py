@@ -10,6 +10,7 @@ and ``steps`` run in order. A step is a mapping with exactly one of the keys
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -168,6 +169,13 @@ class StepBase(Strict):
         default=None, description="the VM the step acts on; may be omitted with one machine"
     )
     timeout: float | None = Field(default=None, gt=0, description="seconds")
+
+
+def step_machine(step: StepBase, machines: Collection[str]) -> str | None:
+    """The machine a step acts on: its own, or the only one; None if ambiguous."""
+    if step.machine:
+        return step.machine
+    return next(iter(machines)) if len(machines) == 1 else None
 
 
 class Expect(Strict):

@@ -35,6 +35,7 @@ from .schema import (
     QMPStep,
     Step,
     WaitStep,
+    step_machine,
 )
 from .vm import VM
 
@@ -237,7 +238,7 @@ async def _guest_hung(vm: VM) -> bool:
 
 async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     """Run one step; the result says passed, failed or error (never raises but on cancel)."""
-    machine = step.machine or (next(iter(ctx.vms)) if len(ctx.vms) == 1 else None)
+    machine = step_machine(step, ctx.vms)
     res = StepResult(index, step_title(step), step_kind(step), machine)
     timeout = step.timeout or DEFAULT_STEP_TIMEOUT
     vm = ctx.vms.get(machine) if machine else None

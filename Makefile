@@ -63,7 +63,7 @@ unit-test: venv
 	$(VENV)/bin/pytest -ra -m 'not integration and not devices' $(PYTEST_ARGS)
 
 bench: build
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build

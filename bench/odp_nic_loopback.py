@@ -21,7 +21,6 @@ Usage: python bench/odp_nic_loopback.py [--quick]
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import re
 import statistics
@@ -34,26 +33,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _baseline import host_memcpy_gbps
+
 from tests.support import odp_nic as o
 from tests.support.odp_nic import OdpNic, Wqe
 from tests.support.qtest import QTest
 
 PAPER_P50_US = 215.0
 PAPER_MAX_US = 464.0
-
-
-def host_memcpy_gbps(size: int, reps: int) -> float:
-    src = bytearray(b"\x5a" * size)
-    dst = bytearray(size)
-    csrc = (ctypes.c_char * size).from_buffer(src)
-    cdst = (ctypes.c_char * size).from_buffer(dst)
-    ctypes.memmove(cdst, csrc, size)              # warm up, fault pages in
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        ctypes.memmove(cdst, csrc, size)
-        best = min(best, time.perf_counter() - t0)
-    return size / best / 1e9
 
 
 def bench_write(nic: OdpNic, sizes: list[int], reps: int) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ Usage: .venv/bin/python bench/p2p_gpu_copy.py [--size-mib N] [--reps N]
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import statistics
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _baseline import host_memcpy_gbps
+
 from tests.support.p2p_gpu import BUF_ADDR, GPU, Desc, hw
 from tests.support.qtest import QTest
 
@@ -38,21 +39,6 @@ DESC_BYTES = 64 * MiB          # P2P_GPU_CE_MAX_LEN
 BAR2_GPU0 = 0x8_0000_0000
 BAR2_GPU1 = 0x8_4000_0000
 BAR0_GPU1 = 0xFE10_0000
-
-
-def host_memcpy_gbps(size: int, reps: int, chunk: int) -> float:
-    """memmove of size bytes, in pieces of chunk bytes (the engine's unit is 1 MiB)."""
-    src = ctypes.create_string_buffer(b"\x5a" * size, size)
-    dst = ctypes.create_string_buffer(size)
-    s, d = ctypes.addressof(src), ctypes.addressof(dst)
-    ctypes.memmove(d, s, size)          # fault both buffers in
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for off in range(0, size, chunk):
-            ctypes.memmove(d + off, s + off, chunk)
-        times.append(time.perf_counter() - t0)
-    return size / min(times) / 1e9
 
 
 def engine_gbps(gpu: GPU, make: Callable[[int], Desc], total: int, reps: int) -> float:

@@ -129,6 +129,11 @@ class Cqe:
     status: int
     imm: int
 
+    @classmethod
+    def unpack(cls, raw: bytes) -> Cqe:
+        wr_id, blen, qpn, op, st, _, _, imm, _ = struct.unpack("<QIIBBBBIQ", raw)
+        return cls(wr_id, blen, qpn, op, st, imm)
+
 
 @dataclass
 class Eqe:
@@ -138,6 +143,11 @@ class Eqe:
     key: int
     length: int
     va: int
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Eqe:
+        typ, _, acc, _, qpn, key, ln, va, _ = struct.unpack("<BBBBIIIQQ", raw)
+        return cls(typ, acc, qpn, key, ln, va)
 
 
 @dataclass
@@ -433,19 +443,13 @@ class OdpNic:
             ci, left = (ci + run) & 0xFFFFFFFF, left - run
         cq.ci = ci
         self.wr(DB_CQ_BASE + 8 * cq.num, cq.ci)
-        out = []
-        for off in range(0, len(raw), 32):
-            wr_id, blen, qpn, op, st, _, _, imm, _ = struct.unpack("<QIIBBBBIQ",
-                                                                  raw[off:off + 32])
-            out.append(Cqe(wr_id, blen, qpn, op, st, imm))
-        return out
+        return [Cqe.unpack(raw[off:off + 32]) for off in range(0, len(raw), 32)]
 
     def drain_cq(self, cq: Ring) -> list[Cqe]:
         """Whatever completions are there now, without waiting."""
         out: list[Cqe] = []
         while (raw := self._ring_next(cq)) is not None and len(out) < cq.size:
-            wr_id, blen, qpn, op, st, _, _, imm, _ = struct.unpack("<QIIBBBBIQ", raw)
-            out.append(Cqe(wr_id, blen, qpn, op, st, imm))
+            out.append(Cqe.unpack(raw))
         self.wr(DB_CQ_BASE + 8 * cq.num, cq.ci)
         return out
 
@@ -454,8 +458,7 @@ class OdpNic:
         if self.eq is None:
             return out
         while (raw := self._ring_next(self.eq)) is not None and len(out) < self.eq.size:
-            typ, _, acc, _, qpn, key, ln, va, _ = struct.unpack("<BBBBIIIQQ", raw)
-            out.append(Eqe(typ, acc, qpn, key, ln, va))
+            out.append(Eqe.unpack(raw))
         self.wr(DB_EQ, self.eq.ci)
         return out
 
@@ -478,8 +481,7 @@ class OdpNic:
                 if step_ns is not None:
                     self.qt.clock_step(step_ns)
                 continue
-            typ, _, acc, _, qpn, key, ln, va, _ = struct.unpack("<BBBBIIIQQ", raw)
-            out.append(Eqe(typ, acc, qpn, key, ln, va))
+            out.append(Eqe.unpack(raw))
         self.wr(DB_EQ, self.eq.ci)
         return out
 

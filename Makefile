@@ -1,7 +1,7 @@
 # p2plab: build everything, run the default scenario, run the tests.
 #   make demo   - all set-up, then the default scenario (scenarios/hmm-selftest.yaml)
 #   make test   - all set-up, then lint + every test (unit, device, integration)
-# Expensive artifacts (QEMU, the kernel) live in $(P2PLAB_CACHE), keyed by their inputs.
+# Expensive artifacts (QEMU, the kernels) live in $(P2PLAB_CACHE), keyed by their inputs.
 
 SHELL := /bin/bash
 export P2PLAB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/p2plab
@@ -11,11 +11,23 @@ PY := $(VENV)/bin/python
 SCENARIO ?= scenarios/hmm-selftest.yaml
 PYTEST_ARGS ?=
 
+# The guest kernels, each Debian's linux-source-SERIES (build/guest/NAME/).
+# KERNEL_SERIES is the default kernel; pin another series here if Debian stops
+# serving it (the build falls back to the newest served one by itself, loudly).
+KERNEL_SERIES ?= 7.2
+LTS_SERIES ?= 6.12
+DEBUG_KERNEL := $(KERNEL_SERIES)-debug
+# KERNEL_SRC=<dir> builds your own tree instead, as kernel NAME $(KERNEL_NAME).
+KERNEL_NAME ?= custom
+KERNELS := $(if $(KERNEL_SRC),$(KERNEL_NAME),$(KERNEL_SERIES) $(LTS_SERIES))
+TEST_KERNELS := $(if $(KERNEL_SRC),$(KERNEL_NAME),$(KERNELS) $(DEBUG_KERNEL))
+export P2PLAB_TEST_KERNELS := $(TEST_KERNELS)
+
 APT_PACKAGES := build-essential libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev flex bison \
 	ninja-build pkg-config python3-venv dpkg-dev libelf-dev libssl-dev bc kmod cpio rsync \
-	xz-utils busybox-static qemu-system-data seabios linux-source-6.12 debian-archive-keyring
+	xz-utils busybox-static qemu-system-data seabios debian-archive-keyring
 
-.PHONY: all build deps qemu kernel guest venv demo test lint unit-test bench clean distclean help
+.PHONY: all build deps qemu kernel kernel-debug guest guest-debug venv demo test lint unit-test bench clean distclean help
 
 all: build
 
@@ -36,10 +48,18 @@ qemu: deps
 	@scripts/build-qemu.sh
 
 kernel: deps
-	@scripts/build-kernel.sh
+	@for k in $(KERNELS); do scripts/build-kernel.sh $$k || exit 1; done
+	@ln -sfn $(firstword $(KERNELS)) build/guest/default
+
+# The debug flavour (lockdep, KASAN, kmemleak, ...): built on demand, and by make test.
+kernel-debug: deps
+	@scripts/build-kernel.sh $(DEBUG_KERNEL)
 
 guest: kernel
-	@scripts/build-guest.sh
+	@for k in $(KERNELS); do scripts/build-guest.sh $$k || exit 1; done
+
+guest-debug: kernel-debug
+	@scripts/build-guest.sh $(DEBUG_KERNEL)
 
 $(VENV)/.p2plab-stamp: pyproject.toml
 	@[ -x $(PY) ] || { echo "venv: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -56,7 +76,7 @@ lint: venv
 	$(VENV)/bin/ruff check orchestrator tests bench
 	$(VENV)/bin/mypy
 
-test: build lint
+test: build $(if $(KERNEL_SRC),,guest-debug) lint
 	$(VENV)/bin/pytest -ra $(PYTEST_ARGS)
 
 unit-test: venv

@@ -53,6 +53,7 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
         artifacts=Path(args.artifacts) if args.artifacts else paths.default_runs_dir(),
         on_step=progress.step,
         on_phase=progress.phase,
+        kernel=args.kernel,
     )
     run = RunResult()
     t0 = time.monotonic()
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="FILE", help="write all results as JSON")
     r.add_argument("--junit", metavar="FILE", help="write all results as JUnit XML")
     r.add_argument("--artifacts", metavar="DIR", help="where run directories go (build/runs)")
+    r.add_argument("--kernel", metavar="NAME|PATH",
+                   help="boot every machine with this kernel (7.2, 6.12, 7.2-debug, or a path), "
+                        "whatever the scenario says")
     r.add_argument("--keep-going", action="store_true",
                    help="start the remaining scenarios after one failed")
     r.set_defaults(func=cmd_run)

@@ -22,16 +22,6 @@ def default_qemu() -> Path:
     return repo_root() / "build" / "bin" / "qemu-system-x86_64"
 
 
-def default_kernel() -> Path:
-    """The guest kernel built by ``make kernel``."""
-    return repo_root() / "build" / "guest" / "bzImage"
-
-
-def default_initrd() -> Path:
-    """The guest initramfs built by ``make guest``."""
-    return repo_root() / "build" / "guest" / "initramfs.cpio.gz"
-
-
 def cache_dir() -> Path:
     """``${P2PLAB_CACHE:-${XDG_CACHE_HOME:-~/.cache}/p2plab}``."""
     env = os.environ.get("P2PLAB_CACHE")

@@ -8,13 +8,18 @@ JSON layout (``schema_version`` 1), documented in docs/scenarios.md::
      "scenarios": [ScenarioResult, ...]}
 
     ScenarioResult = {"name", "file", "status", "duration", "run_dir", "message",
-      "machines": {vm: {"accel", "accel_reason", "boot_seconds", "shutdown",
+      "machines": {vm: {"accel", "accel_reason", "kernel": Kernel, "boot_seconds",
+                        "guest_uptime_at_ready", "shutdown", "kernel_reports",
                         "console_tail", "artifacts": {name: path}}},
       "metrics": {name: value}, "counters": {vm: {device: {counter: int}}},
       "steps": [StepResult, ...]}
 
     StepResult = {"index", "name", "kind", "machine", "status", "duration",
       "message", "metrics": {...}, "details": {...}, "artifacts": {name: path}}
+
+    Kernel = {"requested", "name", "image", "booted" (uname -r in the guest),
+      "flavour", "series", "series_requested", "package", "package_version",
+      "release" (what the build produced), "notice" (a source fallback, if any)}
 
 Status values: ``passed``, ``failed`` (an expectation was not met), ``error``
 (the orchestrator or a VM failed), ``skipped`` (not run after an earlier failure).
@@ -59,6 +64,9 @@ class MachineResult:
     shutdown: str = ""
     console_tail: str = ""
     artifacts: dict[str, str] = field(default_factory=dict)
+    kernel: dict[str, Any] = field(default_factory=dict)
+    guest_uptime_at_ready: float | None = None
+    kernel_reports: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from . import paths
+from . import kernels, kmemleak, paths
 from .accel import AccelChoice, resolve_accel
 from .cmdline import Boot, VMPaths, link_ends
 from .devices import read_counters
@@ -37,6 +37,7 @@ class RunOptions:
 
     artifacts: Path = field(default_factory=paths.default_runs_dir)
     qemu: Path = field(default_factory=paths.default_qemu)
+    kernel: str | None = None  # overrides every machine's ``kernel:`` (``run --kernel``)
     on_step: Callable[[str, StepResult], None] | None = None
     on_phase: Callable[[str, str], None] | None = None
 
@@ -54,20 +55,18 @@ def new_run_dir(base: Path, name: str) -> Path:
     raise SetupError(f"cannot create a run directory under {base}")
 
 
-def boot_for(machine: Machine, qemu: Path) -> Boot:
+def boot_for(machine: Machine, qemu: Path,
+             kernel_override: str | None = None) -> tuple[Boot, kernels.GuestKernel]:
     """The kernel, initramfs and QEMU for a machine, checked to exist."""
     root = paths.repo_root()
-    kernel = paths.default_kernel()
-    if machine.kernel:
-        kernel = paths.resolve_relative(machine.kernel, root)
-    initrd = paths.default_initrd()
+    kernel = kernels.resolve(kernel_override or machine.kernel, root)
+    initrd = kernel.initrd
     if machine.initrd:
         initrd = paths.resolve_relative(machine.initrd, root)
-    for what, p, hint in (("QEMU", qemu, "make qemu"), ("kernel", kernel, "make kernel"),
-                          ("initramfs", initrd, "make guest")):
+    for what, p, hint in (("QEMU", qemu, "make qemu"), ("initramfs", initrd, "make guest")):
         if not p.exists():
             raise SetupError(f"{what} not found at {p} (run: {hint})")
-    return Boot(qemu, kernel, initrd)
+    return Boot(qemu, kernel.image, initrd), kernel
 
 
 def vm_paths(run_dir: Path, name: str, stack: contextlib.ExitStack) -> VMPaths:
@@ -140,7 +139,7 @@ async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
     if sc.links:
         link_dir.mkdir(parents=True, exist_ok=True)
     for m in sc.machines:
-        boot = boot_for(m, opts.qemu)
+        boot, kernel = boot_for(m, opts.qemu, opts.kernel)
         choice = choices.get(m.accel)
         if choice is None:
             _phase(opts, loaded.name, "choosing accel")
@@ -148,8 +147,9 @@ async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
             choices[m.accel] = choice
         log.info("accel", vm=m.name, accel=choice.accel, reason=choice.reason)
         vms[m.name] = VM(m, boot, vm_paths(run_dir, m.name, stack), choice.accel,
-                         ends.get(m.name, []))
-        result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason)
+                         ends.get(m.name, []), kernel)
+        result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason,
+                                                kernel=kernel.describe(None))
 
 
 async def start_vms(vms: dict[str, VM], result: ScenarioResult) -> None:
@@ -187,7 +187,26 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
                 later.message = "not run: an earlier step failed"
             return
     result.metrics = dict(ctx.metrics)
+    if await _leaks_found(vms, result):
+        return
     result.status = "passed"
+
+
+async def _leaks_found(vms: dict[str, VM], result: ScenarioResult) -> bool:
+    """On debug kernels, a kmemleak scan after the last step; a leak fails the scenario."""
+    leaky: list[str] = []
+    for name, vm in vms.items():
+        if vm.kernel is None or not vm.kernel.debug:
+            continue
+        found = await kmemleak.leaks(vm)
+        if found:
+            result.machines[name].kernel_reports += found
+            leaky.append(f"{name}: {len(found)}")
+    if leaky:
+        result.status = "failed"
+        result.message = "kmemleak found leaks made during the scenario (" + ", ".join(leaky) + \
+            "); see kernel_reports"
+    return bool(leaky)
 
 
 _RUNNING = "running"
@@ -205,7 +224,13 @@ def _mark_unfinished(result: ScenarioResult, why: str) -> None:
 
 async def _start(vm: VM, result: ScenarioResult) -> None:
     await vm.start()
-    result.machines[vm.name].boot_seconds = round(await vm.wait_ready(), 3)
+    m = result.machines[vm.name]
+    m.boot_seconds = round(await vm.wait_ready(), 3)
+    # What really booted, as the guest's own uname -r tells it (the agent's ready event).
+    m.kernel["booted"] = vm.agent.ready_info.get("kernel") if vm.agent.ready_info else None
+    m.guest_uptime_at_ready = vm.agent.ready_info.get("uptime") if vm.agent.ready_info else None
+    if vm.kernel is not None and vm.kernel.debug:
+        await kmemleak.baseline(vm)
 
 
 async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
@@ -229,5 +254,6 @@ async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
             "qemu_log": str(vm.paths.qemu_log), "qmp_log": str(vm.paths.qmp_log),
             "agent_log": str(vm.paths.agent_log), "cmdline": str(vm.paths.dir / "cmdline.json"),
         }
+        m.kernel_reports = vm.console.reports() + m.kernel_reports
         if result.status != "passed" or vm.console.crash_line:
             m.console_tail = vm.console.tail(40)

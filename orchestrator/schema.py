@@ -25,6 +25,10 @@ from pydantic import (
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)]
 PropValue = str | int | float | bool
+KernelSpec = Annotated[str, Field(
+    min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$",
+    description="a built kernel's name (7.2, 6.12, 7.2-debug) or a path",
+)]
 Size = Annotated[str, Field(pattern=r"^[0-9]+[KMGT]?$", description="e.g. 1G, 512M")]
 
 
@@ -99,8 +103,12 @@ class Machine(Strict):
     cpus: int = Field(default=1, ge=1, le=64)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     viommu: VIOMMU | None = Field(default_factory=VIOMMU)
-    kernel: str | None = Field(default=None, description="default build/guest/bzImage")
-    initrd: str | None = Field(default=None, description="default build/guest/initramfs.cpio.gz")
+    kernel: KernelSpec | None = Field(
+        default=None,
+        description="a built kernel (7.2, 6.12, 7.2-debug: build/guest/NAME/) or a path to a "
+                    "kernel image or such a directory; default: the default kernel",
+    )
+    initrd: str | None = Field(default=None, description="default: the kernel's own initramfs")
     append: str = Field(default="", description="extra kernel command-line arguments")
     cmdline: str | None = Field(default=None, description="replaces the whole kernel command line")
     topology: list[TopologyEntry] = Field(default_factory=list)

@@ -31,6 +31,7 @@ from .agent import AgentClient
 from .cmdline import Accel, Boot, LinkEnd, VMPaths, build_argv
 from .console import ConsoleWatcher
 from .errors import GuestCrashed, QMPCommandError, VMError, VMExited, VMLaunchError
+from .kernels import GuestKernel
 from .schema import Machine
 
 log = structlog.get_logger(__name__)
@@ -73,8 +74,10 @@ class VM:
         paths: VMPaths,
         accel: Accel,
         links: Sequence[LinkEnd] = (),
+        kernel: GuestKernel | None = None,
     ) -> None:
         self.machine = machine
+        self.kernel = kernel
         self.name = machine.name
         self.paths = paths
         self.accel = accel
@@ -220,7 +223,8 @@ class VM:
             return work.result()
         if self.console.crashed.is_set():
             raise GuestCrashed(
-                self.name, f"guest crashed: {self.console.crash_line}", self.console.tail()
+                self.name, f"{self.console.crash_kind}: {self.console.crash_line}",
+                self.console.tail()
             )
         raise self._exit_error("QEMU exited")
 
@@ -236,7 +240,8 @@ class VM:
         """Raise if the guest has crashed or QEMU is gone."""
         if self.console.crashed.is_set():
             raise GuestCrashed(
-                self.name, f"guest crashed: {self.console.crash_line}", self.console.tail()
+                self.name, f"{self.console.crash_kind}: {self.console.crash_line}",
+                self.console.tail()
             )
         if not self.running:
             raise self._exit_error("QEMU is not running")

@@ -56,6 +56,12 @@ class SourceMap:
         return Problem(self.file, line, col, format_path(path), message)
 
 
+# Keys whose plain scalars are taken as written: ``kernel: 6.10`` names a
+# kernel series, and YAML's float 6.1 would lose the zero.
+VERBATIM_KEYS = frozenset({"kernel"})
+_NUMBER_TAGS = frozenset({"tag:yaml.org,2002:float", "tag:yaml.org,2002:int"})
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -89,6 +95,11 @@ class _Walker:
                     )
                     continue
                 self.smap.keys[(*path, key)] = _mark(knode)
+                if key in VERBATIM_KEYS and isinstance(vnode, yaml.ScalarNode) \
+                        and vnode.tag in _NUMBER_TAGS:
+                    self.smap.values[(*path, key)] = _mark(vnode)
+                    out[key] = vnode.value
+                    continue
                 out[key] = self.walk(vnode, (*path, key))
             return out
         if isinstance(node, yaml.SequenceNode):

@@ -1,13 +1,16 @@
 #!/bin/bash
-# Build what runs inside the guest and pack it into build/guest/initramfs.cpio.gz:
-# busybox-static, our init, the agent, the kernel's modules plus our
-# out-of-tree drivers (guest/drivers/*), hmm-tests and our static tools
-# (guest/tools/*.c).  Cheap (seconds), so it lives in build/, not the cache.
+# Build what runs inside one kernel's guest and pack it into
+# build/guest/NAME/initramfs.cpio.gz: busybox-static, our init, the agent, the
+# kernel's modules plus our out-of-tree drivers (guest/drivers/*) built against
+# that kernel, its hmm-tests and our static tools (guest/tools/*.c).  Cheap
+# (seconds), so it lives in build/, not the cache.
+# Usage: build-guest.sh NAME   (a kernel built by build-kernel.sh NAME)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out=$repo/build/guest
+name=${1:?usage: build-guest.sh NAME (e.g. 7.2, 6.12, 7.2-debug)}
+out=$repo/build/guest/$name
 kbuild=$out/kernel-build
-[ -f "$kbuild/.p2plab-built" ] || { echo "build-guest: no kernel build at $kbuild: run 'make kernel'"; exit 1; }
+[ -f "$kbuild/.p2plab-built" ] || { echo "build-guest: no kernel build at $kbuild: run 'scripts/build-kernel.sh $name'"; exit 1; }
 krel=$(cat "$kbuild/include/config/kernel.release")
 busybox=${BUSYBOX:-/bin/busybox}
 cflags=(-static -O2 -Wall -Wextra -I "$repo/qemu-devices/include" -I "$kbuild/usr/include")
@@ -57,4 +60,4 @@ echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet --reproducible) \
     | gzip -1 > "$out/initramfs.cpio.gz.tmp"
 mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
-echo "build-guest: $out/initramfs.cpio.gz ($(du -h "$out/initramfs.cpio.gz" | cut -f1), kernel $krel, ${#mods[@]} p2plab modules)"
+echo "build-guest[$name]: $out/initramfs.cpio.gz ($(du -h "$out/initramfs.cpio.gz" | cut -f1), kernel $krel, ${#mods[@]} p2plab modules)"

@@ -1,63 +1,97 @@
 #!/bin/bash
-# Build the guest kernel (Linux 6.12 LTS from Debian's linux-source-6.12, or
-# KERNEL_SRC=<dir>) with guest/kernel/p2plab.config, out of tree in the cache,
-# keyed by the source version, the fragment and the recipe version below.  Also builds the
-# kernel's own HMM selftest (hmm-tests, static) from the same tree.
+# Build one guest kernel, out of tree in the cache, keyed by its inputs.
+#
+# Usage: build-kernel.sh NAME
+#   NAME is SERIES[-debug]: 7.2, 6.12, 7.2-debug ...  The tree is Debian's
+#   linux-source-SERIES (scripts/fetch-linux-src.sh; the newest served SERIES.x,
+#   or the newest served series of the same major when SERIES is gone, with a
+#   notice).  With KERNEL_SRC=<dir>, that tree is built instead, under NAME.
+#
+# Config: x86_64_defconfig + kvm_guest.config + guest/kernel/p2plab.config
+#   + guest/kernel/<series>.config (if present) + guest/kernel/debug.config
+#   (for -debug).  Every =y/=m line of those fragments is checked after
+#   olddefconfig, since Kconfig silently drops a symbol whose dependencies fail.
+#
+# Result: build/guest/NAME/{bzImage,kernel-build,kernel.json}; hmm-tests
+# (static, from the same tree) lives in the kernel build.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${P2PLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/p2plab}
-fragment=$repo/guest/kernel/p2plab.config
-out=$repo/build/guest
-mkdir -p "$cache/kernel" "$cache/src" "$out"
+name=${1:?usage: build-kernel.sh NAME (e.g. 7.2, 6.12, 7.2-debug)}
+case $name in
+    *-debug) series=${name%-debug} flavour=debug ;;
+    *) series=$name flavour=release ;;
+esac
+out=$repo/build/guest/$name
+mkdir -p "$cache/kernel" "$cache/src/linux" "$out"
 exec 9>"$cache/kernel.lock"
 flock 9
+log() { echo "build-kernel[$name]: $*"; }
 
+package="" version="" notice="" used_series=$series
 if [ -n "${KERNEL_SRC:-}" ]; then
     src=$(cd "$KERNEL_SRC" && pwd)
     srcid="$src $(git -C "$src" rev-parse HEAD 2>/dev/null || stat -c %Y "$src/Makefile")"
+    used_series=$(make -s -C "$src" kernelversion | cut -d. -f1,2)
 else
-    tarball=/usr/src/linux-source-6.12.tar.xz
-    [ -f "$tarball" ] || { echo "build-kernel: $tarball missing: run 'make deps' (package linux-source-6.12)"; exit 1; }
-    pkgver=$(dpkg-query -W -f '${Version}' linux-source-6.12)
-    src=$cache/src/linux-source-6.12-$pkgver
-    if [ ! -f "$src/.p2plab-unpacked" ]; then
-        echo "build-kernel: unpacking $tarball ($pkgver)"
-        rm -rf "$src" "$src.tmp" && mkdir -p "$src.tmp"
-        tar -xf "$tarball" -C "$src.tmp" --strip-components=1
-        mv "$src.tmp" "$src" && touch "$src/.p2plab-unpacked"
-    fi
-    srcid="linux-source-6.12 $pkgver"
+    while IFS='=' read -r k v; do
+        case $k in src) src=$v ;; package) package=$v ;; version) version=$v ;;
+                   series) used_series=$v ;; notice) notice=$v ;; esac
+    done < <("$repo/scripts/fetch-linux-src.sh" "$series" "$cache/src/linux")
+    [ -n "${src:-}" ] || { log "no source tree"; exit 1; }
+    srcid="$package $version"
 fi
 
+fragments=("$repo/guest/kernel/p2plab.config")
+[ -f "$repo/guest/kernel/$used_series.config" ] && fragments+=("$repo/guest/kernel/$used_series.config")
+[ "$flavour" = debug ] && fragments+=("$repo/guest/kernel/debug.config")
+
 # Bump RECIPE when a change here alters what gets built (not for cosmetic edits).
-RECIPE=1
-key=$( (echo "$srcid recipe=$RECIPE"; cat "$fragment") | sha256sum | cut -c1-16)
-bld=$cache/kernel/build-$key
+RECIPE=2
+key=$( (echo "$srcid recipe=$RECIPE"; for f in "${fragments[@]}"; do echo "== $(basename "$f")"; cat "$f"; done) \
+      | sha256sum | cut -c1-16)
+bld=$cache/kernel/build-$used_series-$flavour-$key
 kmake() { make -C "$src" O="$bld" -j"$(nproc)" "$@"; }
 
 if [ ! -f "$bld/.p2plab-config-done" ]; then
-    echo "build-kernel: configuring in $bld"
+    rm -rf "$bld"
+    # A new key is usually a small change to a fragment: start from the newest
+    # finished tree of the same source and flavour, so kbuild's per-symbol
+    # dependencies rebuild only what the change touches.
+    seed=$(ls -1dt "$cache"/kernel/build-"$used_series-$flavour"-*/ 2>/dev/null | while read -r d; do
+        [ -f "$d/.p2plab-built" ] && [ "$(cat "$d/.p2plab-srcid" 2>/dev/null)" = "$srcid" ] && { echo "${d%/}"; break; }
+    done || true)
+    if [ -n "$seed" ]; then
+        log "seeding $bld from $(basename "$seed")"
+        cp -a "$seed" "$bld.tmp" && rm -f "$bld.tmp"/.p2plab-* && mv "$bld.tmp" "$bld"
+    fi
+    log "configuring $srcid ($flavour) in $bld"
     mkdir -p "$bld"
+    echo "$srcid" > "$bld/.p2plab-srcid"
     kmake -s x86_64_defconfig
     kmake -s kvm_guest.config
-    (cd "$bld" && "$src/scripts/kconfig/merge_config.sh" -m -O "$bld" "$bld/.config" "$fragment" >/dev/null)
+    (cd "$bld" && "$src/scripts/kconfig/merge_config.sh" -m -O "$bld" "$bld/.config" "${fragments[@]}" >/dev/null)
     kmake -s olddefconfig
-    # Kconfig silently drops a symbol whose dependencies fail: catch that here.
     missing=0
-    while IFS= read -r line; do
-        case "$line" in CONFIG_*=[ym]) grep -qx "$line" "$bld/.config" || { echo "build-kernel: not set: $line"; missing=1; } ;; esac
-    done < "$fragment"
+    for f in "${fragments[@]}"; do
+        while IFS= read -r line; do
+            case "$line" in CONFIG_*=[ym]) grep -qx "$line" "$bld/.config" \
+                || { log "not set after olddefconfig: $line ($(basename "$f"))"; missing=1; } ;; esac
+        done < "$f"
+    done
     [ "$missing" = 0 ] || exit 1
     touch "$bld/.p2plab-config-done"
 fi
 
 if [ ! -f "$bld/.p2plab-built" ]; then
-    echo "build-kernel: building bzImage and modules ($(nproc) jobs)"
+    log "building bzImage and modules ($(nproc) jobs)"
+    start=$(date +%s)
     kmake -s bzImage modules   # -s: no per-file lines; warnings and errors still show
-    rm -rf "$bld/modroot"
+    rm -rf "$bld/modroot" "$bld/usr"
     kmake -s modules_install INSTALL_MOD_PATH="$bld/modroot" INSTALL_MOD_STRIP=1 DEPMOD=/bin/true
     kmake -s headers_install INSTALL_HDR_PATH="$bld/usr"
     touch "$bld/.p2plab-built"
+    log "built in $(( $(date +%s) - start )) s"
 fi
 
 # The kernel's own HMM selftest, static, from the same tree.
@@ -72,6 +106,20 @@ touch "$bld"
 find "$cache/kernel" -mindepth 1 -maxdepth 1 -name 'build-*' ! -path "$bld" \
     ! -newermt '-7 days' -exec rm -rf {} + 2>/dev/null || true
 
+release=$(cat "$bld/include/config/kernel.release")
 ln -sfn "$bld" "$out/kernel-build"
 ln -sfn "$bld/arch/x86/boot/bzImage" "$out/bzImage"
-echo "build-kernel: $out/bzImage -> $bld ($(cat "$bld/include/config/kernel.release"))"
+ln -sfn "$bld/vmlinux" "$out/vmlinux"
+python3 - "$out/kernel.json" name="$name" flavour="$flavour" series_requested="$series" \
+    series="$used_series" source="${KERNEL_SRC:+$src}" package="$package" package_version="$version" \
+    release="$release" notice="$notice" build_dir="$bld" fragments="${fragments[*]##*/}" <<'PY'
+import json, sys
+info = dict(a.split("=", 1) for a in sys.argv[2:])
+info["source"] = info["source"] or "debian"
+info["fragments"] = info["fragments"].split()
+with open(sys.argv[1], "w") as f:
+    json.dump(info, f, indent=2)
+    f.write("\n")
+PY
+[ -z "$notice" ] || log "NOTICE: $notice"
+log "$out/bzImage -> $release ($flavour)"

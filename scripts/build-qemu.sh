@@ -10,7 +10,7 @@ mkdir -p "$cache/qemu" "$cache/src" "$repo/build/bin"
 exec 9>"$cache/qemu.lock"
 flock 9
 
-# 1. Source: QEMU_SRC (a directory or a tarball), else Debian trixie's qemu.
+# 1. Source: QEMU_SRC (a directory or a tarball), else Debian's qemu QEMU_SERIES (10.2).
 if [ -n "${QEMU_SRC:-}" ]; then
     if [ -d "$QEMU_SRC" ]; then
         src=$(cd "$QEMU_SRC" && pwd)
@@ -24,12 +24,7 @@ if [ -n "${QEMU_SRC:-}" ]; then
         fi
     fi
 else
-    src=$(ls -d "$cache"/src/qemu-deb/qemu-10.0.*/.p2plab-unpacked 2>/dev/null | sort -V | tail -1 || true)
-    if [ -n "$src" ]; then
-        src=$(dirname "$src")
-    else
-        src=$("$repo/scripts/fetch-qemu-src.sh" "$cache/src/qemu-deb")
-    fi
+    src=$("$repo/scripts/fetch-qemu-src.sh" "$cache/src/qemu-deb")
 fi
 version=$(cat "$src/VERSION")
 
@@ -60,6 +55,11 @@ if [ ! -f "$bld/build.ninja" ]; then
 fi
 echo "build-qemu: ninja in $bld"
 ninja --quiet -C "$bld" qemu-system-x86_64
+
+# The rest of QEMU keeps --disable-werror (Debian's compiler is not QEMU's CI
+# compiler), but our devices must build warning-free: recompile each hw/p2plab
+# object from its own compile command with -Werror added.
+"$pyvenv/bin/python3" "$repo/scripts/werror_check.py" "$bld" hw/p2plab
 
 # 5. A wrapper that finds Debian's firmware: a binary run from its build tree
 # looks only in its own qemu-bundle, which Debian's stripped source leaves empty.

@@ -15,7 +15,7 @@
 #include "qemu/units.h"
 #include "hw/pci/pci.h"
 #include "system/dma.h"
-#include "exec/memory.h"
+#include "system/memory.h"
 #include "qemu/rcu.h"
 #include "odp-nic.h"
 #include "trace.h"

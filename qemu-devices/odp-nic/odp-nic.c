@@ -798,7 +798,7 @@ static void odp_nic_instance_init(Object *obj)
                                    OBJ_PROP_FLAG_READWRITE);
 }
 
-static void odp_nic_class_init(ObjectClass *klass, void *data)
+static void odp_nic_class_init(ObjectClass *klass, const void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *k = PCI_DEVICE_CLASS(klass);

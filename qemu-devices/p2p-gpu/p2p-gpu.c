@@ -1265,7 +1265,7 @@ static const Property p2p_gpu_properties[] = {
                      HostMemoryBackend *),
 };
 
-static void p2p_gpu_class_init(ObjectClass *klass, void *data)
+static void p2p_gpu_class_init(ObjectClass *klass, const void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *k = PCI_DEVICE_CLASS(klass);

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.qtest import QEMU, REPO
 
-GUEST = REPO / "build" / "guest"
+GUEST = REPO / "build" / "guest" / "default"
 MARK = "P2PGPU"
 
 INIT = r"""#!/bin/sh

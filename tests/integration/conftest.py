@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import paths
+from orchestrator import kernels
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    kernel = paths.default_kernel()
+    kernel = kernels.guest_dir() / kernels.DEFAULT / kernels.INITRD
     skip = not kernel.exists() and not os.environ.get("CI")
     for item in items:
         if "tests/integration" not in str(item.path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import paths
+from orchestrator import kernels, paths
 from orchestrator.cmdline import Boot, VMPaths
 from orchestrator.devices import read_counters
 from orchestrator.errors import QMPCommandError
@@ -33,7 +33,8 @@ steps: [{exec: "true"}]
 @contextlib.asynccontextmanager
 async def started(tmp_path: Path, text: str = GPU) -> AsyncIterator[VM]:
     machine = parse_scenario(text, "t.yaml").scenario.machines[0]
-    boot = Boot(paths.default_qemu(), paths.default_kernel(), paths.default_initrd())
+    kernel = kernels.resolve(None)
+    boot = Boot(paths.default_qemu(), kernel.image, kernel.initrd)
     vm = VM(machine, boot, VMPaths(tmp_path / "vm0", tmp_path / "vm0"), "tcg")
     try:
         await vm.start()

@@ -33,6 +33,64 @@ def test_crash_lines_are_caught(tmp_path: Path, line: str) -> None:
     assert watcher.tail(2) == f"{line}\nmore"
 
 
+LOCKDEP = """\
+[   12.0] 
+[   12.0] ======================================================
+[   12.0] WARNING: possible circular locking dependency detected
+[   12.0] 7.2.13 #1 Not tainted
+[   12.0] ------------------------------------------------------
+[   12.0] modprobe/91 is trying to acquire lock:
+[   12.0] ffff8880 (&a->lock){+.+.}-{4:4}, at: p2pgpu_probe+0x1/0x2
+"""
+KASAN = """\
+[   13.0] ==================================================================
+[   13.0] BUG: KASAN: slab-use-after-free in dmirror_fops_release+0x1/0x2
+[   13.0] Read of size 8 at addr ffff888 by task hmm-tests/99
+[   13.0] ==================================================================
+[   13.1] after the report
+"""
+
+
+@pytest.mark.parametrize("line", [
+    "[   12.0] WARNING: possible circular locking dependency detected",
+    "[   12.0] WARNING: CPU: 0 PID: 91 at drivers/pci/p2pdma.c:100 pci_p2pdma_add_resource+0x1",
+    "[   12.0] UBSAN: array-index-out-of-bounds in lib/test_hmm.c:100:5",
+    "[   12.0] ODEBUG: free active (active state 0) object: ffff888 object type: timer_list",
+    "[   12.0] DMA-API: pci 0000:00:04.0: device driver frees DMA memory with wrong function",
+    "[   12.0] kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+])
+def test_kernel_reports_fail_too(tmp_path: Path, line: str) -> None:
+    log = tmp_path / "console.log"
+    log.write_text(f"[ 1.0] booting\n{line}\n")
+    watcher = ConsoleWatcher(log)
+    watcher.read_new()
+    assert watcher.crashed.is_set()
+    assert watcher.crash_kind == "kernel report"
+    assert watcher.crash_line == line
+
+
+def test_reports_are_kept_whole(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("[ 1.0] booting\n" + LOCKDEP + KASAN)
+    watcher = ConsoleWatcher(log)
+    lockdep, kasan = watcher.reports()
+    assert lockdep.splitlines()[0].endswith("=" * 54)
+    assert "p2pgpu_probe" in lockdep and "KASAN" not in lockdep
+    assert kasan.splitlines()[1].endswith("BUG: KASAN: slab-use-after-free in "
+                                          "dmirror_fops_release+0x1/0x2")
+    assert kasan.splitlines()[-1].endswith("=" * 66)
+    assert watcher.crash_kind == "kernel report"
+
+
+def test_a_panic_is_a_crash_not_a_report(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_text("[ 3.1] Kernel panic - not syncing: Attempted to kill init!\n")
+    watcher = ConsoleWatcher(log)
+    watcher.read_new()
+    assert watcher.crash_kind == "guest crashed"
+    assert watcher.reports() == ["[ 3.1] Kernel panic - not syncing: Attempted to kill init!"]
+
+
 def test_a_pattern_split_across_reads_is_caught(tmp_path: Path) -> None:
     log = tmp_path / "console.log"
     log.write_text("[ 1.0] Kernel pan")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 CRASH_PATTERNS = re.compile(
@@ -35,6 +36,16 @@ _TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 
 
 
+def _own_context(before: list[str]) -> list[str]:
+    """Up to three lines before a report's line, not reaching back into an earlier report."""
+    out: list[str] = []
+    for line in reversed(before[-3:]):
+        if _ANY.search(line):
+            break
+        out.insert(0, line)
+    return out
+
+
 def tail_lines(text: str, lines: int) -> str:
     """The last ``lines`` lines of ``text``."""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
@@ -42,12 +53,20 @@ def tail_lines(text: str, lines: int) -> str:
 class ConsoleWatcher:
     """Tails one console log; ``crashed`` is set when a crash pattern appears."""
 
-    def __init__(self, path: Path, poll: float = 0.1) -> None:
+    def __init__(self, path: Path, poll: float = 0.1,
+                 known: Sequence[tuple[str, str]] = ()) -> None:
         self.path = path
         self.poll = poll
+        # (regex, reason): reports that do not fail the run, and the ones seen.
+        self.known = [(re.compile(rx), why) for rx, why in known]
+        self.known_seen: list[dict[str, str]] = []
         self.text = ""
+        # A crash (panic, oops, BUG, hang) ends the guest's usefulness: steps
+        # stop at once.  A report leaves it running: the step finishes, then
+        # fails (steps.py), so its output is kept.
         self.crash_line: str | None = None
         self.crashed = asyncio.Event()
+        self.report_lines: list[str] = []
         self.last_output = time.monotonic()
         self._offset = 0
         self._scan_from = 0
@@ -66,15 +85,43 @@ class ConsoleWatcher:
         self.text += data.decode("utf-8", "replace")
         self.last_output = time.monotonic()
         if self.crash_line is None:
-            start = max(0, self.text.rfind("\n", 0, self._scan_from) + 1)
-            m = _ANY.search(self.text, start)
-            if m:
-                end = self.text.find("\n", m.start())
-                line_start = self.text.rfind("\n", 0, m.start()) + 1
-                self.crash_line = self.text[line_start : end if end >= 0 else None].strip()
-                self.crashed.set()
-            self._scan_from = len(self.text)
+            self._scan()
         return True
+
+    def _scan(self) -> None:
+        start = max(0, self.text.rfind("\n", 0, self._scan_from) + 1)
+        seen_line = -1
+        for m in _ANY.finditer(self.text, start):
+            line_start = self.text.rfind("\n", 0, m.start()) + 1
+            if line_start == seen_line:
+                continue
+            end = self.text.find("\n", m.start())
+            line = self.text[line_start : end if end >= 0 else None].strip()
+            if not REPORT_PATTERNS.search(line):
+                self.crash_line = line
+                self.crashed.set()
+                return
+            if end < 0:
+                # A report's line is judged whole (known or not): wait for its end.
+                self._scan_from = line_start
+                return
+            seen_line = line_start
+            why = self._known_reason(line_start, line)
+            if why is not None:
+                self.known_seen.append({"line": line, "reason": why})
+            else:
+                self.report_lines.append(line)
+        self._scan_from = len(self.text)
+
+    def _known_reason(self, line_start: int, line: str) -> str | None:
+        """The reason a report is known, or None; panics and oopses are never known."""
+        if not self.known or not REPORT_PATTERNS.search(line):
+            return None
+        context = "\n".join([*_own_context(self.text[:line_start].splitlines()), line])
+        for rx, why in self.known:
+            if rx.search(context):
+                return why
+        return None
 
     async def run(self) -> None:
         """Poll forever (cancel to stop)."""
@@ -82,18 +129,12 @@ class ConsoleWatcher:
             self.read_new()
             await asyncio.sleep(self.poll)
 
-    @property
-    def crash_kind(self) -> str:
-        """``guest crashed`` or ``kernel report``, for the line in :attr:`crash_line`."""
-        if self.crash_line is not None and REPORT_PATTERNS.search(self.crash_line):
-            return "kernel report"
-        return "guest crashed"
-
-    def reports(self) -> list[str]:
-        """Every crash or report in the console, each from its first line to its end."""
+    def reports(self) -> list[tuple[str, str | None]]:
+        """Every crash or report in the console, each from its first line to its end,
+        with the reason it is known (None: it is not)."""
         self.read_new()
         lines = self.text.splitlines()
-        out: list[str] = []
+        out: list[tuple[str, str | None]] = []
         i = 0
         while i < len(lines):
             if not _ANY.search(lines[i]):
@@ -107,7 +148,11 @@ class ConsoleWatcher:
                 end += 1
                 if _REPORT_END.search(body):
                     break
-            out.append("\n".join(lines[start:end]))
+            context = "\n".join([*_own_context(lines[:i]), lines[i]])
+            why = None
+            if REPORT_PATTERNS.search(lines[i]):
+                why = next((w for rx, w in self.known if rx.search(context)), None)
+            out.append(("\n".join(lines[start:end]), why))
             i = end
         return out
 

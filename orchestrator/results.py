@@ -10,6 +10,7 @@ JSON layout (``schema_version`` 1), documented in docs/scenarios.md::
     ScenarioResult = {"name", "file", "status", "duration", "run_dir", "message",
       "machines": {vm: {"accel", "accel_reason", "kernel": Kernel, "boot_seconds",
                         "guest_uptime_at_ready", "shutdown", "kernel_reports",
+                        "known_kernel_reports": [{"reason", "report"}],
                         "console_tail", "artifacts": {name: path}}},
       "metrics": {name: value}, "counters": {vm: {device: {counter: int}}},
       "steps": [StepResult, ...]}
@@ -67,6 +68,7 @@ class MachineResult:
     kernel: dict[str, Any] = field(default_factory=dict)
     guest_uptime_at_ready: float | None = None
     kernel_reports: list[str] = field(default_factory=list)
+    known_kernel_reports: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from . import kernels, kmemleak, paths
 from .accel import AccelChoice, resolve_accel
 from .cmdline import Boot, VMPaths, link_ends
 from .devices import read_counters
-from .errors import P2PLabError, SetupError, VMError
+from .errors import GuestCrashed, P2PLabError, SetupError, VMError
 from .results import MachineResult, ScenarioResult, StepResult, write_json
 from .scenario import LoadedScenario
 from .schema import Machine, step_machine
@@ -120,6 +120,7 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
                 raise
             finally:
                 await teardown(vms, result, opts, loaded.name)
+                _fail_on_late_reports(result)
     finally:
         structlog.contextvars.unbind_contextvars("scenario")
         result.duration = time.monotonic() - t0
@@ -147,7 +148,8 @@ async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
             choices[m.accel] = choice
         log.info("accel", vm=m.name, accel=choice.accel, reason=choice.reason)
         vms[m.name] = VM(m, boot, vm_paths(run_dir, m.name, stack), choice.accel,
-                         ends.get(m.name, []), kernel)
+                         ends.get(m.name, []), kernel,
+                         [(k.match, k.reason) for k in sc.known_kernel_reports])
         result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason,
                                                 kernel=kernel.describe(None))
 
@@ -212,6 +214,17 @@ async def _leaks_found(vms: dict[str, VM], result: ScenarioResult) -> bool:
 _RUNNING = "running"
 
 
+def _fail_on_late_reports(result: ScenarioResult) -> None:
+    """A report no step saw (after the last step, at shutdown) still fails the scenario."""
+    if result.status != "passed":
+        return
+    late = [f"{name}: {m.kernel_reports[0].splitlines()[0]}"
+            for name, m in result.machines.items() if m.kernel_reports]
+    if late:
+        result.status = "failed"
+        result.message = "kernel report after the last step: " + "; ".join(late)
+
+
 def _mark_unfinished(result: ScenarioResult, why: str) -> None:
     """After the scenario was cut short: the running step failed, the rest did not run."""
     for step in result.steps:
@@ -226,6 +239,9 @@ async def _start(vm: VM, result: ScenarioResult) -> None:
     await vm.start()
     m = result.machines[vm.name]
     m.boot_seconds = round(await vm.wait_ready(), 3)
+    if vm.console.report_lines:
+        raise GuestCrashed(vm.name, f"kernel report during boot: {vm.console.report_lines[0]}",
+                           vm.console.tail())
     # What really booted, as the guest's own uname -r tells it (the agent's ready event).
     m.kernel["booted"] = vm.agent.ready_info.get("kernel") if vm.agent.ready_info else None
     m.guest_uptime_at_ready = vm.agent.ready_info.get("uptime") if vm.agent.ready_info else None
@@ -254,6 +270,9 @@ async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
             "qemu_log": str(vm.paths.qemu_log), "qmp_log": str(vm.paths.qmp_log),
             "agent_log": str(vm.paths.agent_log), "cmdline": str(vm.paths.dir / "cmdline.json"),
         }
-        m.kernel_reports = vm.console.reports() + m.kernel_reports
+        reports = vm.console.reports()
+        m.kernel_reports = [text for text, why in reports if why is None] + m.kernel_reports
+        m.known_kernel_reports = [{"reason": why, "report": text}
+                                  for text, why in reports if why is not None]
         if result.status != "passed" or vm.console.crash_line:
             m.console_tail = vm.console.tail(40)

@@ -472,6 +472,19 @@ UNION_TAGS = frozenset(
 )
 
 
+class KnownReport(Strict):
+    """A kernel report that does not fail the run: a known issue, with the reason."""
+
+    match: Regex = Field(description="searched in the report's line and the three before it "
+                                     "(a WARN's message comes just before its WARNING: line)")
+    reason: str = Field(min_length=1, description="why it is known, and where it is tracked")
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, v: str) -> str:
+        return _check_regex(v)
+
+
 class Scenario(Strict):
     """A scenario: machines, links between them, and the steps to run."""
 
@@ -490,3 +503,8 @@ class Scenario(Strict):
     machines: list[Machine] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
+    known_kernel_reports: list[KnownReport] = Field(
+        default_factory=list,
+        description="kernel reports (WARN, lockdep, KASAN ...) that do not fail the run; "
+                    "each is still recorded in results with its reason",
+    )

@@ -236,6 +236,21 @@ async def _guest_hung(vm: VM) -> bool:
     return False
 
 
+def _fail_on_reports(res: StepResult, ctx: StepContext, before: dict[str, int]) -> None:
+    """A kernel report on any VM during the step makes it an error, after its output is kept."""
+    for name, vm in ctx.vms.items():
+        vm.console.read_new()
+        new = vm.console.report_lines[before.get(name, 0) :]
+        if not new or res.status == "error":
+            continue
+        more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
+        was = f"; the step itself {res.status}: {res.message}" if res.status != "passed" else ""
+        res.status = "error"
+        res.message = f"{name}: kernel report: {new[0]}{more}{was}"
+        res.details["kernel_reports"] = [text for text, why in vm.console.reports()
+                                         if why is None]
+
+
 async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     """Run one step; the result says passed, failed or error (never raises but on cancel)."""
     machine = step_machine(step, ctx.vms)
@@ -244,6 +259,7 @@ async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     vm = ctx.vms.get(machine) if machine else None
     t0 = time.monotonic()
     log.info("step", index=index, name=res.name, machine=machine)
+    reports_before = {name: len(v.console.report_lines) for name, v in ctx.vms.items()}
     try:
         # exec: the agent enforces ``timeout`` and reports; the host allows a margin.
         margin = 10.0 if isinstance(step, ExecStep) else 0.0
@@ -267,6 +283,7 @@ async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
         res.message = str(exc)
         if isinstance(exc, VMError) and exc.console_tail:
             res.details["console_tail"] = exc.console_tail
+    _fail_on_reports(res, ctx, reports_before)
     res.duration = time.monotonic() - t0
     log.info("step done", index=index, name=res.name, status=res.status,
              seconds=round(res.duration, 2), message=res.message.split("\n")[0][:200])

@@ -75,6 +75,7 @@ class VM:
         accel: Accel,
         links: Sequence[LinkEnd] = (),
         kernel: GuestKernel | None = None,
+        known_reports: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.machine = machine
         self.kernel = kernel
@@ -85,7 +86,7 @@ class VM:
         self.proc: asyncio.subprocess.Process | None = None
         self.qmp = QMPClient(self.name)
         self.agent = AgentClient(self.name, paths.agent_sock, paths.agent_log)
-        self.console = ConsoleWatcher(paths.console_log)
+        self.console = ConsoleWatcher(paths.console_log, known=known_reports)
         self.events: list[dict[str, Any]] = []
         self.on_event: Callable[[str, dict[str, Any]], None] | None = None
         self._events_changed = asyncio.Event()
@@ -223,7 +224,7 @@ class VM:
             return work.result()
         if self.console.crashed.is_set():
             raise GuestCrashed(
-                self.name, f"{self.console.crash_kind}: {self.console.crash_line}",
+                self.name, f"guest crashed: {self.console.crash_line}",
                 self.console.tail()
             )
         raise self._exit_error("QEMU exited")
@@ -240,7 +241,7 @@ class VM:
         """Raise if the guest has crashed or QEMU is gone."""
         if self.console.crashed.is_set():
             raise GuestCrashed(
-                self.name, f"{self.console.crash_kind}: {self.console.crash_line}",
+                self.name, f"guest crashed: {self.console.crash_line}",
                 self.console.tail()
             )
         if not self.running:

@@ -48,6 +48,9 @@ for t in "$out"/tools/*; do
     [ "$(basename "$t")" = p2plab-agent ] || install -m 755 "$t" "$root/usr/bin/"
 done
 install -m 755 "$kbuild/hmm-tests" "$root/usr/bin/hmm-tests"
+for sh in "$repo"/guest/tools/*.sh; do
+    [ -f "$sh" ] && install -m 755 "$sh" "$root/usr/bin/$(basename "$sh" .sh)"
+done
 cp -a "$kbuild/modroot/lib/modules/$krel" "$root/lib/modules/"
 rm -f "$root/lib/modules/$krel/build" "$root/lib/modules/$krel/source"
 if [ "${#mods[@]}" -gt 0 ]; then

@@ -24,8 +24,6 @@ case $name in
 esac
 out=$repo/build/guest/$name
 mkdir -p "$cache/kernel" "$cache/src/linux" "$out"
-exec 9>"$cache/kernel.lock"
-flock 9
 log() { echo "build-kernel[$name]: $*"; }
 
 package="" version="" notice="" used_series=$series
@@ -34,10 +32,11 @@ if [ -n "${KERNEL_SRC:-}" ]; then
     srcid="$src $(git -C "$src" rev-parse HEAD 2>/dev/null || stat -c %Y "$src/Makefile")"
     used_series=$(make -s -C "$src" kernelversion | cut -d. -f1,2)
 else
+    # One fetch at a time: two kernels of one series share the unpacked tree.
     while IFS='=' read -r k v; do
         case $k in src) src=$v ;; package) package=$v ;; version) version=$v ;;
                    series) used_series=$v ;; notice) notice=$v ;; esac
-    done < <("$repo/scripts/fetch-linux-src.sh" "$series" "$cache/src/linux")
+    done < <(flock "$cache/src/linux.lock" "$repo/scripts/fetch-linux-src.sh" "$series" "$cache/src/linux")
     [ -n "${src:-}" ] || { log "no source tree"; exit 1; }
     srcid="$package $version"
 fi
@@ -51,6 +50,9 @@ RECIPE=2
 key=$( (echo "$srcid recipe=$RECIPE"; for f in "${fragments[@]}"; do echo "== $(basename "$f")"; cat "$f"; done) \
       | sha256sum | cut -c1-16)
 bld=$cache/kernel/build-$used_series-$flavour-$key
+# Kernels with other keys build in parallel (make -j); the same key waits.
+exec 9>"$bld.lock"
+flock 9
 kmake() { make -C "$src" O="$bld" -j"$(nproc)" "$@"; }
 
 if [ ! -f "$bld/.p2plab-config-done" ]; then
@@ -94,16 +96,20 @@ if [ ! -f "$bld/.p2plab-built" ]; then
     log "built in $(( $(date +%s) - start )) s"
 fi
 
-# The kernel's own HMM selftest, static, from the same tree.
-if [ ! -x "$bld/hmm-tests" ] || [ "$src/tools/testing/selftests/mm/hmm-tests.c" -nt "$bld/hmm-tests" ]; then
-    gcc -static -O2 -I "$src/tools/testing/selftests" -I "$src" -I "$bld/usr/include" \
-        -I "$src/tools/include/uapi" -o "$bld/hmm-tests" \
-        "$src/tools/testing/selftests/mm/hmm-tests.c" -lpthread
+# The kernel's own HMM selftest, static, built by its own kselftest Makefile
+# (which knows the helpers each version links in: vm_util.c, hugepage_settings.c ...).
+st=$bld/selftests/mm
+if [ ! -x "$st/hmm-tests" ] || [ "$src/tools/testing/selftests/mm/hmm-tests.c" -nt "$st/hmm-tests" ]; then
+    mkdir -p "$st"
+    make -s -C "$src/tools/testing/selftests/mm" OUTPUT="$st" KHDR_INCLUDES="-isystem $bld/usr/include" \
+        EXTRA_CFLAGS=-static "$st/hmm-tests" > "$st/build.log" 2>&1 \
+        || { cat "$st/build.log"; log "hmm-tests did not build"; exit 1; }
 fi
+ln -sfn "$st/hmm-tests" "$bld/hmm-tests"
 
 # Stale trees (other keys, unused for a week) are dropped; the current one is marked used.
 touch "$bld"
-find "$cache/kernel" -mindepth 1 -maxdepth 1 -name 'build-*' ! -path "$bld" \
+find "$cache/kernel" -mindepth 1 -maxdepth 1 -name 'build-*' ! -name '*.lock' ! -path "$bld" \
     ! -newermt '-7 days' -exec rm -rf {} + 2>/dev/null || true
 
 release=$(cat "$bld/include/config/kernel.release")

@@ -34,7 +34,6 @@ def test_crash_lines_are_caught(tmp_path: Path, line: str) -> None:
 
 
 LOCKDEP = """\
-[   12.0] 
 [   12.0] ======================================================
 [   12.0] WARNING: possible circular locking dependency detected
 [   12.0] 7.2.13 #1 Not tainted
@@ -64,22 +63,24 @@ def test_kernel_reports_fail_too(tmp_path: Path, line: str) -> None:
     log.write_text(f"[ 1.0] booting\n{line}\n")
     watcher = ConsoleWatcher(log)
     watcher.read_new()
-    assert watcher.crashed.is_set()
-    assert watcher.crash_kind == "kernel report"
-    assert watcher.crash_line == line
+    assert not watcher.crashed.is_set()
+    assert watcher.report_lines == [line]
 
 
 def test_reports_are_kept_whole(tmp_path: Path) -> None:
     log = tmp_path / "console.log"
     log.write_text("[ 1.0] booting\n" + LOCKDEP + KASAN)
     watcher = ConsoleWatcher(log)
-    lockdep, kasan = watcher.reports()
+    (lockdep, why1), (kasan, why2) = watcher.reports()
+    assert why1 is None and why2 is None
     assert lockdep.splitlines()[0].endswith("=" * 54)
     assert "p2pgpu_probe" in lockdep and "KASAN" not in lockdep
     assert kasan.splitlines()[1].endswith("BUG: KASAN: slab-use-after-free in "
                                           "dmirror_fops_release+0x1/0x2")
     assert kasan.splitlines()[-1].endswith("=" * 66)
-    assert watcher.crash_kind == "kernel report"
+    assert watcher.report_lines[0].endswith("possible circular locking dependency detected")
+    assert watcher.report_lines[1].endswith("BUG: KASAN: slab-use-after-free in "
+                                            "dmirror_fops_release+0x1/0x2")
 
 
 def test_a_panic_is_a_crash_not_a_report(tmp_path: Path) -> None:
@@ -87,8 +88,26 @@ def test_a_panic_is_a_crash_not_a_report(tmp_path: Path) -> None:
     log.write_text("[ 3.1] Kernel panic - not syncing: Attempted to kill init!\n")
     watcher = ConsoleWatcher(log)
     watcher.read_new()
-    assert watcher.crash_kind == "guest crashed"
-    assert watcher.reports() == ["[ 3.1] Kernel panic - not syncing: Attempted to kill init!"]
+    assert watcher.crashed.is_set() and not watcher.report_lines
+    assert watcher.reports() == [("[ 3.1] Kernel panic - not syncing: Attempted to kill init!",
+                                  None)]
+
+
+def test_a_known_report_is_recorded_not_failed(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    warn = ("[ 42.0] ------------[ cut here ]------------\n"
+            "[ 42.0] Conflicting mapping in same section\n"
+            "[ 42.0] WARNING: mm/memremap.c:158 at memremap_pages+0x518/0x5e0, CPU#0: x/1\n")
+    log.write_text("[ 1.0] booting\n" + warn[:60])
+    watcher = ConsoleWatcher(log, known=[(r"Conflicting mapping in same section", "upstream")])
+    watcher.read_new()
+    with log.open("a") as f:
+        f.write(warn[60:] + LOCKDEP)
+    watcher.read_new()
+    assert watcher.known_seen == [{"line": warn.splitlines()[2], "reason": "upstream"}]
+    assert len(watcher.report_lines) == 1 and "circular locking" in watcher.report_lines[0]
+    (known, why), (_, why2) = watcher.reports()
+    assert why == "upstream" and "memremap_pages" in known and why2 is None
 
 
 def test_a_pattern_split_across_reads_is_caught(tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ class VMPaths:
     def agent_log(self) -> Path:
         return self.dir / "agent.log"
 
+    @property
+    def dmesg_log(self) -> Path:
+        return self.dir / "dmesg.log"
+
 
 @dataclass(frozen=True)
 class Boot:

@@ -249,6 +249,16 @@ async def _start(vm: VM, result: ScenarioResult) -> None:
         await kmemleak.baseline(vm)
 
 
+async def _save_dmesg(vm: VM) -> None:
+    """The whole kernel log, into ``<vm>/dmesg.log``: the console shows only
+    warnings and worse (``loglevel=5``, cmdline.py), the log keeps the rest."""
+    if not (vm.running and vm.agent.ready_info and not vm.console.crashed.is_set()):
+        return
+    with contextlib.suppress(P2PLabError, TimeoutError, OSError):
+        out = await asyncio.wait_for(vm.agent.exec(["dmesg"], 10.0), 15.0)
+        vm.paths.dmesg_log.write_text(out.stdout)
+
+
 async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
                     scenario: str) -> None:
     """Read counters, then stop every VM concurrently. Survives cancellation."""
@@ -260,6 +270,7 @@ async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
                 counters = await asyncio.wait_for(read_counters(vm), 10.0)
                 if counters:
                     result.counters[name] = counters
+        await _save_dmesg(vm)
     outcomes = await asyncio.gather(*(vm.shutdown() for vm in vms.values()),
                                     return_exceptions=True)
     for (name, vm), how in zip(vms.items(), outcomes, strict=True):
@@ -269,6 +280,7 @@ async def teardown(vms: dict[str, VM], result: ScenarioResult, opts: RunOptions,
             "dir": str(vm.paths.dir), "console": str(vm.paths.console_log),
             "qemu_log": str(vm.paths.qemu_log), "qmp_log": str(vm.paths.qmp_log),
             "agent_log": str(vm.paths.agent_log), "cmdline": str(vm.paths.dir / "cmdline.json"),
+            "dmesg": str(vm.paths.dmesg_log),
         }
         reports = vm.console.reports()
         m.kernel_reports = [text for text, why in reports if why is None] + m.kernel_reports

@@ -25,7 +25,7 @@ CRASH_PATTERNS = re.compile(
 # The guest lives on after these, but the kernel says something is wrong.
 # Lockdep's splats all begin "WARNING: ", as WARN_ON's do; KASAN's begin "BUG: KASAN".
 REPORT_PATTERNS = re.compile(
-    r"WARNING: |UBSAN: |ODEBUG: |DMA-API: |kmemleak: \d+ new suspected memory leak|"
+    r"WARNING: |UBSAN: |ODEBUG: |kmemleak: \d+ new suspected memory leak|"
     r"BUG: KASAN: |BUG: sleeping function called|BUG: Bad page"
 )
 _ANY = re.compile(f"{CRASH_PATTERNS.pattern}|{REPORT_PATTERNS.pattern}")

@@ -38,10 +38,15 @@ async def baseline(vm: VM) -> None:
     await _shell(vm, f"echo scan > {CONTROL} && echo clear > {CONTROL}")
 
 
+def parse_leaks(text: str) -> list[str]:
+    """Split what ``cat kmemleak`` prints into one text per unreferenced object."""
+    starts = [m.start() for m in _OBJECT.finditer(text)]
+    ends = [*starts[1:], len(text)] if starts else []
+    return [text[a:b].strip() for a, b in zip(starts, ends, strict=True)]
+
+
 async def leaks(vm: VM) -> list[str]:
     """Scan now; each leak kmemleak lists, with its backtrace."""
-    text = await _shell(vm, f"echo scan > {CONTROL} && cat {CONTROL}")
-    starts = [m.start() for m in _OBJECT.finditer(text)]
-    found = [text[a:b].strip() for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    found = parse_leaks(await _shell(vm, f"echo scan > {CONTROL} && cat {CONTROL}"))
     log.info("kmemleak scan", vm=vm.name, leaks=len(found))
     return found

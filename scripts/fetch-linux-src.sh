@@ -41,7 +41,7 @@ fetch() {
 # try SERIES: the newest served version of linux-source-SERIES.
 try() {
     local v
-    for v in $(dapt_versions bin "linux-source-$1" | grep -v '~'); do
+    for v in $(dapt_versions bin "linux-source-$1" | grep -v '~rc'); do
         fetch "linux-source-$1" "$v" && return 0
         dapt_log "linux-source-$1 $v is listed but the mirror did not serve it; trying an older one"
     done
@@ -59,7 +59,7 @@ if [ "${P2PLAB_KERNEL_FALLBACK:-1}" != 0 ]; then
             | sed -n "s/^linux-source-\($major\.[0-9]*\)\$/\1/p" | sort -rV); do
         [ "$s" = "$series" ] && continue
         if try "$s"; then
-            notice="linux-source-$series is not served by Debian any more; built linux-source-$s instead (pin another series with the kernel's *_SERIES knob, see README)"
+            notice="linux-source-$series is not served by Debian any more; built linux-source-$s instead (pin a series: make KERNEL_SERIES=x.y or LTS_SERIES=x.y)"
             dapt_log "NOTICE: $notice"
             printf 'series=%s\nnotice=%s\n' "$s" "$notice"
             exit 0

@@ -15,7 +15,7 @@ series=${QEMU_SERIES:-10.2}
 mkdir -p "$dest"
 dapt_init fetch-qemu-src
 
-listed=$(dapt_versions src qemu | grep -vE '~' || true)
+listed=$(dapt_versions src qemu | grep -v '~rc' || true)
 pinned=$(grep -E "^([0-9]+:)?${series//./\\.}\." <<<"$listed" || true)
 major=${series%%.*}
 others=$(grep -E "^([0-9]+:)?${major}\." <<<"$listed" | grep -vxF -f <(printf '%s\n' "$pinned") || true)

@@ -55,7 +55,6 @@ KASAN = """\
     "[   12.0] WARNING: CPU: 0 PID: 91 at drivers/pci/p2pdma.c:100 pci_p2pdma_add_resource+0x1",
     "[   12.0] UBSAN: array-index-out-of-bounds in lib/test_hmm.c:100:5",
     "[   12.0] ODEBUG: free active (active state 0) object: ffff888 object type: timer_list",
-    "[   12.0] DMA-API: pci 0000:00:04.0: device driver frees DMA memory with wrong function",
     "[   12.0] kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
 ])
 def test_kernel_reports_fail_too(tmp_path: Path, line: str) -> None:

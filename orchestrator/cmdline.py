@@ -181,6 +181,8 @@ def build_argv(
     argv += ["-m", str(machine.memory) + ("M" if isinstance(machine.memory, int) else "")]
     argv += ["-smp", str(machine.cpus)]
     argv += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+    if machine.firmware == "qboot":
+        argv += ["-bios", "bios-microvm.bin"]  # found through the wrapper's -L paths
     if machine.viommu is not None:
         driver = "intel-iommu" if machine.viommu.model == "intel-iommu" else "virtio-iommu-pci"
         argv += ["-device", device_arg(driver, dict(machine.viommu.options))]

@@ -103,6 +103,12 @@ class Machine(Strict):
     cpus: int = Field(default=1, ge=1, le=64)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     viommu: VIOMMU | None = Field(default_factory=VIOMMU)
+    firmware: Literal["qboot", "seabios"] = Field(
+        default="qboot",
+        description="qboot (bios-microvm.bin) starts the kernel about 0.25 s sooner under "
+                    "TCG and leaves PCI resources for Linux to assign; seabios assigns them "
+                    "itself, as a PC BIOS does",
+    )
     kernel: KernelSpec | None = Field(
         default=None,
         description="a built kernel (7.2, 6.12, 7.2-debug: build/guest/NAME/) or a path to a "

@@ -26,6 +26,7 @@ CASES: dict[str, tuple[str, Accel]] = {
     "minimal-tcg": ("machines: [{name: vm0}]", "tcg"),
     "minimal-kvm": ("machines: [{name: vm0}]", "kvm"),
     "no-viommu": ("machines: [{name: vm0, viommu: none, memory: 512, cpus: 2}]", "tcg"),
+    "seabios": ("machines: [{name: vm0, firmware: seabios}]", "tcg"),
     "virtio-iommu": (
         "machines: [{name: vm0, viommu: {model: virtio-iommu}, append: 'quiet loglevel=3'}]",
         "kvm",

@@ -29,6 +29,12 @@ APT_PACKAGES := build-essential libglib2.0-dev libpixman-1-dev libslirp-dev libf
 
 .PHONY: all build deps qemu kernel kernel-debug guest guest-debug venv demo test lint unit-test bench clean distclean help
 
+# QEMU and each kernel are independent builds: run them side by side, so one's
+# serial phases (configure, link, modpost) leave no core idle.  Each build
+# prefixes its own lines.  JOBS=1 builds one thing at a time.
+JOBS ?= 3
+MAKEFLAGS += --jobs=$(JOBS)
+
 all: build
 
 help:
@@ -47,19 +53,25 @@ deps:
 qemu: deps
 	@scripts/build-qemu.sh
 
-kernel: deps
-	@for k in $(KERNELS); do scripts/build-kernel.sh $$k || exit 1; done
+kernel: $(addprefix kernel-,$(KERNELS))
 	@ln -sfn $(firstword $(KERNELS)) build/guest/default
 
 # The debug flavour (lockdep, KASAN, kmemleak, ...): built on demand, and by make test.
-kernel-debug: deps
-	@scripts/build-kernel.sh $(DEBUG_KERNEL)
+kernel-debug: kernel-$(DEBUG_KERNEL)
 
-guest: kernel
-	@for k in $(KERNELS); do scripts/build-guest.sh $$k || exit 1; done
+# kernel-7.2, kernel-6.12, kernel-7.2-debug, ...: one kernel (scripts/build-kernel.sh NAME).
+# The scripts run kbuild with their own -j: they get none of this make's flags.
+SUBMAKE_ENV := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL
 
-guest-debug: kernel-debug
-	@scripts/build-guest.sh $(DEBUG_KERNEL)
+kernel-%: deps
+	@$(SUBMAKE_ENV) scripts/build-kernel.sh $*
+
+guest: $(addprefix guest-,$(KERNELS))
+
+guest-debug: guest-$(DEBUG_KERNEL)
+
+guest-%: kernel-%
+	@$(SUBMAKE_ENV) scripts/build-guest.sh $*
 
 $(VENV)/.p2plab-stamp: pyproject.toml
 	@[ -x $(PY) ] || { echo "venv: creating $(VENV)"; $(PYTHON) -m venv $(VENV); }

@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator import kernels
+from orchestrator.logsetup import setup_logging
 from orchestrator.runner import RunOptions, run_scenario
 from orchestrator.scenario import parse_scenario
 
@@ -58,7 +59,7 @@ async def boot_once(kernel: str, append: str, tmp: Path, tag: str) -> tuple[dict
         raise SystemExit(f"boot of {kernel} failed: {res.message}")
     vm = res.machines["vm0"]
     return ({"wall_s": vm.boot_seconds, "uptime_s": vm.guest_uptime_at_ready},
-            Path(res.run_dir) / "vm0" / "console.log")
+            Path(res.run_dir) / "vm0" / "dmesg.log")
 
 
 def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -69,9 +70,9 @@ def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "uptime_s_median": round(statistics.median(ups), 3)}
 
 
-def timeline(console: str, top: int) -> dict[str, Any]:
-    calls = sorted(((int(us), name) for _, name, us in _INITCALL.findall(console)), reverse=True)
-    stamps = [(float(t), line) for t, line in _STAMP.findall(console)]
+def timeline(log: str, top: int) -> dict[str, Any]:
+    calls = sorted(((int(us), name) for _, name, us in _INITCALL.findall(log)), reverse=True)
+    stamps = [(float(t), line) for t, line in _STAMP.findall(log)]
     gaps = sorted(((b[0] - a[0], a[1][:100], b[1][:100]) for a, b in itertools.pairwise(stamps)),
                   reverse=True)
     return {
@@ -102,6 +103,7 @@ async def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("kernels", nargs="*", help="default: every built kernel")
     args = ap.parse_args()
+    setup_logging(quiet=True)  # stdout is the JSON result alone
     names = args.kernels or kernels.built_names()
     with tempfile.TemporaryDirectory(prefix="p2plab-boot-") as tmp:
         results = [await bench_kernel(n, args.runs, Path(tmp)) for n in names]

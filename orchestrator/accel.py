@@ -158,7 +158,10 @@ async def resolve_accel(
     log.info("kvm probe", accel=accel, reason=reason, seconds=round(time.monotonic() - t0, 2))
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps({"key": key, "accel": accel, "reason": reason}) + "\n")
+        # Runs started together read this file while one writes it: replace, never rewrite.
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "accel": accel, "reason": reason}) + "\n")
+        tmp.replace(cache_file)
     except OSError as exc:
         log.warning("cannot cache the kvm probe", error=str(exc))
     return AccelChoice(accel, reason)

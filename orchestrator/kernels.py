@@ -34,6 +34,7 @@ DEFAULT = "default"
 # anything else is taken as a path.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 KERNEL_FILES = ("vmlinux", "bzImage")
+DEBUG_TIMEOUT_SCALE = 4.0
 INITRD = "initramfs.cpio.gz"
 
 
@@ -49,8 +50,14 @@ class GuestKernel:
 
     @property
     def debug(self) -> bool:
-        """True for the debug flavour: its console reports fail the run (see console.py)."""
+        """True for the debug flavour (lockdep, KASAN, kmemleak ...)."""
         return self.info.get("flavour") == "debug"
+
+    @property
+    def timeout_scale(self) -> float:
+        """How much longer everything takes on this kernel: the debug flavour
+        runs many times slower under TCG, so a scenario's timeouts stretch."""
+        return DEBUG_TIMEOUT_SCALE if self.debug else 1.0
 
     def describe(self, booted_release: str | None) -> dict[str, Any]:
         """What results.json records: the request, what the build says, what booted."""

@@ -94,15 +94,16 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
     result.steps = [StepResult(i, step_title(s), step_kind(s), step_machine(s, names))
                     for i, s in enumerate(sc.steps)]
     vms: dict[str, VM] = {}
+    scale = timeout_scale(loaded, opts)
     structlog.contextvars.bind_contextvars(scenario=loaded.name)
     try:
         with contextlib.ExitStack() as stack:
             try:
-                async with asyncio.timeout(sc.timeout):
+                async with asyncio.timeout(sc.timeout * scale):
                     await _setup_and_run(loaded, opts, run_dir, vms, result, stack)
             except TimeoutError:
                 result.status = "failed"
-                result.message = f"scenario timed out after {sc.timeout:.0f}s"
+                result.message = f"scenario timed out after {sc.timeout * scale:.0f}s"
                 _mark_unfinished(result, "the scenario timed out")
             except P2PLabError as exc:
                 result.status = "error"
@@ -126,6 +127,16 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
         result.duration = time.monotonic() - t0
         write_json(result, run_dir / "results.json")
     return result
+
+
+def timeout_scale(loaded: LoadedScenario, opts: RunOptions) -> float:
+    """The largest of the machines' kernels' timeout scales (1 unless a debug kernel)."""
+    scale = 1.0
+    for m in loaded.scenario.machines:
+        # A kernel that cannot be resolved is reported where the VMs are created.
+        with contextlib.suppress(SetupError):
+            scale = max(scale, kernels.resolve(opts.kernel or m.kernel).timeout_scale)
+    return scale
 
 
 async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
@@ -174,7 +185,8 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
     await create_vms(loaded, opts, run_dir, vms, result, stack)
     _phase(opts, loaded.name, "booting " + ", ".join(vms))
     await start_vms(vms, result)
-    ctx = StepContext(vms, run_dir)
+    ctx = StepContext(vms, run_dir, timeout_scale=max(
+        (vm.kernel.timeout_scale for vm in vms.values() if vm.kernel is not None), default=1.0))
     for i, step in enumerate(sc.steps):
         _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
         result.steps[i].message = _RUNNING

@@ -60,6 +60,7 @@ class StepContext:
     metrics: dict[str, Any] = field(default_factory=dict)
     event_cursor: dict[str, int] = field(default_factory=dict)
     console_cursor: dict[str, int] = field(default_factory=dict)
+    timeout_scale: float = 1.0  # >1 when a machine runs a debug kernel
 
 
 def step_kind(step: Step) -> str:
@@ -255,7 +256,7 @@ async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     """Run one step; the result says passed, failed or error (never raises but on cancel)."""
     machine = step_machine(step, ctx.vms)
     res = StepResult(index, step_title(step), step_kind(step), machine)
-    timeout = step.timeout or DEFAULT_STEP_TIMEOUT
+    timeout = (step.timeout or DEFAULT_STEP_TIMEOUT) * ctx.timeout_scale
     vm = ctx.vms.get(machine) if machine else None
     t0 = time.monotonic()
     log.info("step", index=index, name=res.name, machine=machine)

@@ -173,7 +173,8 @@ class VM:
 
     async def wait_ready(self) -> float:
         """Wait for the guest agent; returns seconds from QEMU start to agent ready."""
-        info = await self.guarded(self.agent.wait_ready(self.machine.boot_timeout))
+        scale = self.kernel.timeout_scale if self.kernel is not None else 1.0
+        info = await self.guarded(self.agent.wait_ready(self.machine.boot_timeout * scale))
         boot_seconds = time.monotonic() - self._started_at
         log.info(
             f"boot to agent ready: {boot_seconds:.2f} s",

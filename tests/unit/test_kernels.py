@@ -38,6 +38,17 @@ def test_default_is_the_default_symlink_and_vmlinux_is_preferred(guest: Path) ->
     assert k.describe("7.2.13")["booted"] == "7.2.13"
 
 
+def test_a_debug_kernel_stretches_timeouts(guest: Path) -> None:
+    d = guest / "7.2-debug"
+    d.mkdir()
+    for f in ("vmlinux", "initramfs.cpio.gz"):
+        (d / f).write_text(f)
+    (d / "kernel.json").write_text(json.dumps({"name": "7.2-debug", "flavour": "debug"}))
+    k = kernels.resolve("7.2-debug")
+    assert k.debug and k.timeout_scale == kernels.DEBUG_TIMEOUT_SCALE > 1
+    assert kernels.resolve("7.2").timeout_scale == 1
+
+
 def test_a_name_picks_its_directory(guest: Path) -> None:
     k = kernels.resolve("6.12")
     assert k.image.parent == guest / "6.12" and k.info["release"] == "6.12.117"

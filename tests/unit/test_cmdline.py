@@ -83,7 +83,7 @@ def test_device_arg_escapes_commas_and_bools() -> None:
 def test_kernel_cmdline() -> None:
     loaded = parse_scenario("machines: [{name: v, append: foo=1}]\nsteps: [{exec: x}]", "s.yaml")
     assert kernel_cmdline(loaded.scenario.machines[0]) == (
-        "console=ttyS0 loglevel=5 8250.nr_uarts=1 panic=-1 intel_iommu=on foo=1"
+        "console=ttyS0 loglevel=5 8250.nr_uarts=1 no_timer_check panic=-1 intel_iommu=on foo=1"
     )
 
 

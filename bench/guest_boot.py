@@ -52,6 +52,7 @@ _STAMP = re.compile(r"^\[\s*(\d+\.\d+)\] (.*)$", re.M)
 
 
 async def boot_once(kernel: str, append: str, tmp: Path, tag: str) -> tuple[dict[str, Any], Path]:
+    tag = re.sub(r"[^A-Za-z0-9_-]", "_", tag)
     text = SCENARIO.format(tag=tag, kernel=kernel, append=append)
     loaded = parse_scenario(text, f"{tag}.yaml")
     res = await run_scenario(loaded, RunOptions(artifacts=tmp))

@@ -61,6 +61,9 @@ class Boot:
     qemu: Path
     kernel: Path
     initrd: Path | None
+    # The firmware a machine with ``firmware: auto`` gets: qboot for an ELF
+    # vmlinux (PVH entry), seabios for a bzImage (see firmware_for()).
+    firmware: Literal["qboot", "seabios"] = "qboot"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,15 @@ class LinkEnd:
     def netdev_arg(self) -> str:
         return (f"dgram,id={self.netdev},local.type=unix,local.path={self.local},"
                 f"remote.type=unix,remote.path={self.remote}")
+
+
+def firmware_for(image: Path) -> Literal["qboot", "seabios"]:
+    """qboot for an ELF image (QEMU enters vmlinux through its PVH note), else SeaBIOS."""
+    try:
+        with image.open("rb") as f:
+            return "qboot" if f.read(4) == b"\x7fELF" else "seabios"
+    except OSError:
+        return "seabios"
 
 
 def link_ends(links: list[tuple[str, str]], sock_dir: Path) -> dict[str, list[LinkEnd]]:
@@ -190,7 +202,8 @@ def build_argv(
     argv += ["-m", str(machine.memory) + ("M" if isinstance(machine.memory, int) else "")]
     argv += ["-smp", str(machine.cpus)]
     argv += ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
-    if machine.firmware == "qboot":
+    firmware = boot.firmware if machine.firmware == "auto" else machine.firmware
+    if firmware == "qboot":
         argv += ["-bios", "bios-microvm.bin"]  # found through the wrapper's -L paths
     if machine.viommu is not None:
         driver = "intel-iommu" if machine.viommu.model == "intel-iommu" else "virtio-iommu-pci"

@@ -17,7 +17,7 @@ import structlog
 
 from . import kernels, kmemleak, paths
 from .accel import AccelChoice, resolve_accel
-from .cmdline import Boot, VMPaths, link_ends
+from .cmdline import Boot, VMPaths, firmware_for, link_ends
 from .devices import read_counters
 from .errors import GuestCrashed, P2PLabError, SetupError, VMError
 from .results import MachineResult, ScenarioResult, StepResult, write_json
@@ -66,7 +66,7 @@ def boot_for(machine: Machine, qemu: Path,
     for what, p, hint in (("QEMU", qemu, "make qemu"), ("initramfs", initrd, "make guest")):
         if not p.exists():
             raise SetupError(f"{what} not found at {p} (run: {hint})")
-    return Boot(qemu, kernel.image, initrd), kernel
+    return Boot(qemu, kernel.image, initrd, firmware_for(kernel.image)), kernel
 
 
 def vm_paths(run_dir: Path, name: str, stack: contextlib.ExitStack) -> VMPaths:

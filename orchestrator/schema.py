@@ -103,11 +103,12 @@ class Machine(Strict):
     cpus: int = Field(default=1, ge=1, le=64)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     viommu: VIOMMU | None = Field(default_factory=VIOMMU)
-    firmware: Literal["qboot", "seabios"] = Field(
-        default="qboot",
-        description="qboot (bios-microvm.bin) starts the kernel about 0.25 s sooner under "
-                    "TCG and leaves PCI resources for Linux to assign; seabios assigns them "
-                    "itself, as a PC BIOS does",
+    firmware: Literal["auto", "qboot", "seabios"] = Field(
+        default="auto",
+        description="auto: qboot (bios-microvm.bin) for an ELF vmlinux, entered through its PVH "
+                    "note, which starts the kernel about 0.25 s sooner under TCG and leaves PCI "
+                    "resources for Linux to assign; SeaBIOS for a bzImage (qboot's bzImage path "
+                    "is slower, and a KASAN kernel faults in it). qboot or seabios forces one",
     )
     kernel: KernelSpec | None = Field(
         default=None,

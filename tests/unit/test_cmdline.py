@@ -13,6 +13,7 @@ from orchestrator.cmdline import (
     VMPaths,
     build_argv,
     device_arg,
+    firmware_for,
     kernel_cmdline,
     link_ends,
 )
@@ -126,3 +127,16 @@ def test_link_ends_cross_over() -> None:
     (ea,), (eb,) = ends["a"], ends["b"]
     assert (ea.device, eb.device) == ("n0", "n1")
     assert ea.local == eb.remote and ea.remote == eb.local
+
+
+def test_auto_firmware_follows_the_image(tmp_path: Path) -> None:
+    elf, bz = tmp_path / "vmlinux", tmp_path / "bzImage"
+    elf.write_bytes(b"\x7fELF\x02\x01\x01")
+    bz.write_bytes(b"\xeb\x3c" + b"\0" * 0x200 + b"HdrS")
+    assert firmware_for(elf) == "qboot"
+    assert firmware_for(bz) == "seabios"
+    loaded = parse_scenario("machines: [{name: vm0}]\nsteps: [{exec: 'true'}]\n", "fw.yaml")
+    machine = loaded.scenario.machines[0]
+    assert "bios-microvm.bin" in build_argv(machine, BOOT, PATHS, "tcg")
+    seabios_boot = Boot(BOOT.qemu, bz, BOOT.initrd, "seabios")
+    assert "-bios" not in build_argv(machine, seabios_boot, PATHS, "tcg")

@@ -98,12 +98,30 @@ fi
 
 # The kernel's own HMM selftest, static, built by its own kselftest Makefile
 # (which knows the helpers each version links in: vm_util.c, hugepage_settings.c ...).
+# On the debug flavour every case runs many times slower under TCG, and the
+# harness kills a case after a fixed TEST_TIMEOUT_DEFAULT (30 s) with no
+# run-time override: its hmm-tests gets a copy of kselftest_harness.h with that
+# default scaled 4x, as the orchestrator scales its own timeouts on debug kernels.
 st=$bld/selftests/mm
-if [ ! -x "$st/hmm-tests" ] || [ "$src/tools/testing/selftests/mm/hmm-tests.c" -nt "$st/hmm-tests" ]; then
+harness_timeout=30
+[ "$flavour" = debug ] && harness_timeout=120
+extra=(-static)
+if [ "$harness_timeout" != 30 ]; then
+    mkdir -p "$bld/selftests/harness"
+    sed "s/^#define TEST_TIMEOUT_DEFAULT 30\$/#define TEST_TIMEOUT_DEFAULT $harness_timeout/" \
+        "$src/tools/testing/selftests/kselftest_harness.h" > "$bld/selftests/harness/kselftest_harness.h"
+    grep -q "TEST_TIMEOUT_DEFAULT $harness_timeout\$" "$bld/selftests/harness/kselftest_harness.h" \
+        || { log "cannot scale kselftest_harness.h's TEST_TIMEOUT_DEFAULT"; exit 1; }
+    extra+=(-I "$bld/selftests/harness")
+fi
+if [ ! -x "$st/hmm-tests" ] || [ ! -f "$st/.timeout-$harness_timeout" ] \
+        || [ "$src/tools/testing/selftests/mm/hmm-tests.c" -nt "$st/hmm-tests" ]; then
     mkdir -p "$st"
+    rm -f "$st/hmm-tests" "$st"/.timeout-*
     make -s -C "$src/tools/testing/selftests/mm" OUTPUT="$st" KHDR_INCLUDES="-isystem $bld/usr/include" \
-        EXTRA_CFLAGS=-static "$st/hmm-tests" > "$st/build.log" 2>&1 \
+        EXTRA_CFLAGS="${extra[*]}" "$st/hmm-tests" > "$st/build.log" 2>&1 \
         || { cat "$st/build.log"; log "hmm-tests did not build"; exit 1; }
+    touch "$st/.timeout-$harness_timeout"
 fi
 ln -sfn "$st/hmm-tests" "$bld/hmm-tests"
 

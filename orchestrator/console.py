@@ -4,7 +4,7 @@ QEMU writes every byte of the console to ``console.log`` (chardev ``logfile=``),
 whether or not anyone is attached to the console socket. :class:`ConsoleWatcher`
 polls that file, keeps the text, and flags a kernel panic, oops or BUG, and
 the reports a kernel prints without dying: a WARN, a lockdep splat, a KASAN,
-UBSAN, DEBUG_OBJECTS or DMA-API report, a kmemleak leak.  Either fails the step
+UBSAN or DEBUG_OBJECTS report, a kmemleak leak.  Either fails the step
 that was running; :meth:`ConsoleWatcher.reports` gives each report whole for
 the results.
 """
@@ -114,14 +114,18 @@ class ConsoleWatcher:
         self._scan_from = len(self.text)
 
     def _known_reason(self, line_start: int, line: str) -> str | None:
+        # Only the three lines before the report matter: split no more than those.
+        start = line_start
+        for _ in range(3):
+            start = self.text.rfind("\n", 0, max(0, start - 1)) + 1
+        return self._why_known(self.text[start:line_start].splitlines(), line)
+
+    def _why_known(self, before: list[str], line: str) -> str | None:
         """The reason a report is known, or None; panics and oopses are never known."""
         if not self.known or not REPORT_PATTERNS.search(line):
             return None
-        context = "\n".join([*_own_context(self.text[:line_start].splitlines()), line])
-        for rx, why in self.known:
-            if rx.search(context):
-                return why
-        return None
+        context = "\n".join([*_own_context(before), line])
+        return next((why for rx, why in self.known if rx.search(context)), None)
 
     async def run(self) -> None:
         """Poll forever (cancel to stop)."""
@@ -148,10 +152,7 @@ class ConsoleWatcher:
                 end += 1
                 if _REPORT_END.search(body):
                     break
-            context = "\n".join([*_own_context(lines[:i]), lines[i]])
-            why = None
-            if REPORT_PATTERNS.search(lines[i]):
-                why = next((w for rx, w in self.known if rx.search(context)), None)
+            why = self._why_known(lines[max(0, i - 3) : i], lines[i])
             out.append(("\n".join(lines[start:end]), why))
             i = end
         return out

@@ -41,6 +41,9 @@ class VMPaths:
     def qemu_log(self) -> Path:
         return self.dir / "qemu.log"
 
+    def disk(self, disk_id: str) -> Path:
+        return self.dir / f"disk-{disk_id}.img"
+
     @property
     def qmp_log(self) -> Path:
         return self.dir / "qmp.log"
@@ -230,6 +233,9 @@ def build_argv(
         f"virtserialport,bus=vser0.0,chardev=agent0,name={AGENT_PORT}",
     ]
     argv += topology_args(machine)
+    for disk in machine.disks:
+        argv += ["-blockdev",
+                 f"driver=file,node-name={disk.id},filename={paths.disk(disk.id)}"]
     netdevs = {end.device: end.netdev for end in links}
     for end in links:
         argv += ["-netdev", end.netdev_arg()]

@@ -25,6 +25,7 @@ from .schema import (
     Machine,
     Scenario,
     Switch,
+    ValueRef,
     step_machine,
 )
 from .yamlsource import DocPath, SourceMap, load_yaml
@@ -191,19 +192,20 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
             known = {d.id for d in machines[mname].devices} if mname in machines else set()
             known |= added.get(step.machine or "", set())
             for j, check in enumerate(step.assert_):
-                if check.qom is not None and mname in machines:
-                    dev = check.qom.split(".", 1)[0]
-                    if dev not in known:
+                sides: list[tuple[tuple[str | int, ...], str | None, str | None]] = [
+                    ((*base, "assert", j), check.metric, check.qom)]
+                if isinstance(check.value, ValueRef):
+                    sides.append(((*base, "assert", j, "value"),
+                                  check.value.metric, check.value.qom))
+                for where, metric, qom in sides:
+                    if qom is not None and mname in machines:
+                        dev = qom.split(".", 1)[0]
+                        if dev not in known:
+                            problems.append(smap.problem(
+                                (*where, "qom"), f"machine {mname!r} has no device {dev!r}"))
+                    if metric is not None and metric not in metrics:
                         problems.append(smap.problem(
-                            (*base, "assert", j, "qom"),
-                            f"machine {mname!r} has no device {dev!r}"))
-                if check.metric is not None and check.metric not in metrics:
-                    problems.append(
-                        smap.problem(
-                            (*base, "assert", j),
-                            f"metric {check.metric!r} is not captured by an earlier step",
-                        )
-                    )
+                            where, f"metric {metric!r} is not captured by an earlier step"))
     return problems
 
 

@@ -32,6 +32,12 @@ KernelSpec = Annotated[str, Field(
 Size = Annotated[str, Field(pattern=r"^[0-9]+[KMGT]?$", description="e.g. 1G, 512M")]
 
 
+def size_bytes(size: str) -> int:
+    """Bytes in a ``Size`` (a bare number is bytes, as QEMU reads a -blockdev size)."""
+    shift = {"K": 10, "M": 20, "G": 30, "T": 40}.get(size[-1], 0)
+    return int(size[:-1] if shift else size) << shift
+
+
 class Strict(BaseModel):
     """Base: unknown keys are errors; models are immutable."""
 
@@ -94,6 +100,17 @@ class Switch(Strict):
 TopologyEntry = Annotated[RootPort | Switch, Field(discriminator="kind")]
 
 
+class Disk(Strict):
+    """A scratch disk: a sparse file in the VM's run directory, a block node named ``id``.
+
+    A device takes it as ``props: {drive: ID}`` (for example ``nvme``). It starts
+    empty (all zeros) and stays with the run's artifacts.
+    """
+
+    id: Identifier
+    size: Size = Field(description="as QEMU takes sizes, e.g. 64M")
+
+
 class Machine(Strict):
     """One VM of the topology."""
 
@@ -120,6 +137,7 @@ class Machine(Strict):
     cmdline: str | None = Field(default=None, description="replaces the whole kernel command line")
     topology: list[TopologyEntry] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    disks: list[Disk] = Field(default_factory=list)
     qemu_args: list[str] = Field(default_factory=list, description="extra QEMU arguments")
     boot_timeout: float = Field(
         default=300, gt=0, description="seconds until the guest agent is up"
@@ -372,13 +390,32 @@ _OPS = {"==": "eq", "!=": "ne", ">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
 _CHECK_RE = re.compile(r"^\s*([A-Za-z][\w.-]*)\s*(==|!=|>=|<=|>|<)\s*(\S.*?)\s*$")
 
 
-class Check(Strict):
-    """One assertion: a ``metric`` (or ``qom`` as ``device.property``) against a value."""
+QOMRef = Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[\w-]+$")]
+
+
+class ValueRef(Strict):
+    """The other side of a comparison taken from the run: a captured metric or a QOM property."""
 
     metric: str | None = None
-    qom: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[\w-]+$")] | None = None
+    qom: QOMRef | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> ValueRef:
+        _require_exactly_one(self, "metric", "qom")
+        return self
+
+
+class Check(Strict):
+    """One assertion: a ``metric`` (or ``qom`` as ``device.property``) against a value.
+
+    The value is a literal, or ``{metric: NAME}`` / ``{qom: DEV.PROP}`` to compare
+    two things measured in the run (a device counter against the driver's own).
+    """
+
+    metric: str | None = None
+    qom: QOMRef | None = None
     op: Literal["eq", "ne", "gt", "ge", "lt", "le"]
-    value: float | int | str
+    value: float | int | str | ValueRef
 
     @model_validator(mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from .schema import (
     Metric,
     QMPStep,
     Step,
+    ValueRef,
     WaitStep,
     step_machine,
 )
@@ -85,7 +86,9 @@ def step_title(step: Step) -> str:
 
 
 def _check_text(c: Check) -> str:
-    return f"{c.metric or c.qom} {_OP_TEXT[c.op]} {c.value}"
+    v = c.value
+    right = (v.metric or v.qom) if isinstance(v, ValueRef) else v
+    return f"{c.metric or c.qom} {_OP_TEXT[c.op]} {right}"
 
 
 def _argv(cmd: str | list[str]) -> list[str]:
@@ -185,26 +188,37 @@ async def _run_wait(step: WaitStep, vm: VM, ctx: StepContext, res: StepResult,
             await asyncio.sleep(w.interval)
 
 
+async def _measured(metric: str | None, qom: str | None, vm: VM | None, ctx: StepContext,
+                    res: StepResult) -> Any:
+    """A captured metric, or a device property read now (and recorded with the step)."""
+    if metric is not None:
+        return ctx.metrics.get(metric)
+    assert qom is not None and vm is not None
+    dev, prop = qom.split(".", 1)
+    value = await qom_get(vm, dev, prop)
+    res.metrics[qom] = value
+    return value
+
+
 async def _run_assert(step: AssertStep, vm: VM | None, ctx: StepContext,
                       res: StepResult) -> None:
     failures: list[str] = []
     for check in step.assert_:
-        if check.metric is not None:
-            actual = ctx.metrics.get(check.metric)
-        else:
-            assert check.qom is not None and vm is not None
-            dev, prop = check.qom.split(".", 1)
-            actual = await qom_get(vm, dev, prop)
-            res.metrics[check.qom] = actual
+        actual = await _measured(check.metric, check.qom, vm, ctx, res)
+        expected: Any = check.value
+        if isinstance(check.value, ValueRef):
+            expected = await _measured(check.value.metric, check.value.qom, vm, ctx, res)
         try:
-            ok = actual is not None and _COMPARE[check.op](actual, check.value)
+            ok = actual is not None and expected is not None and \
+                _COMPARE[check.op](actual, expected)
         except TypeError:
             ok = False
         res.details.setdefault("checks", []).append(
-            {"check": _check_text(check), "actual": actual, "ok": ok}
+            {"check": _check_text(check), "actual": actual, "expected": expected, "ok": ok}
         )
         if not ok:
-            failures.append(f"{_check_text(check)} is false (actual: {actual!r})")
+            against = f", {expected!r} on the right" if isinstance(check.value, ValueRef) else ""
+            failures.append(f"{_check_text(check)} is false (actual: {actual!r}{against})")
     if failures:
         raise StepFailed("; ".join(failures))
 

@@ -32,7 +32,7 @@ from .cmdline import Accel, Boot, LinkEnd, VMPaths, build_argv
 from .console import ConsoleWatcher
 from .errors import GuestCrashed, QMPCommandError, VMError, VMExited, VMLaunchError
 from .kernels import GuestKernel
-from .schema import Machine
+from .schema import Machine, size_bytes
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +106,9 @@ class VM:
         for sock in (self.paths.qmp_sock, self.paths.agent_sock, self.paths.console_sock):
             with contextlib.suppress(FileNotFoundError):
                 sock.unlink()
+        for disk in self.machine.disks:
+            with self.paths.disk(disk.id).open("wb") as f:
+                f.truncate(size_bytes(disk.size))
         (self.paths.dir / "cmdline.json").write_text(json.dumps(self.argv, indent=1) + "\n")
         self._qmp_log = self.paths.qmp_log.open("a", encoding="utf-8")
         with self.paths.qemu_log.open("ab") as qlog:

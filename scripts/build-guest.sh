@@ -19,10 +19,11 @@ cflags=(-static -O2 -Wall -Wextra -I "$repo/qemu-devices/include" -I "$kbuild/us
 mods=()
 for d in "$repo"/guest/drivers/*/; do
     [ -f "$d/Kbuild" ] || continue
-    name=$(basename "$d")
-    rsync -a --delete --exclude '*.o' --exclude '*.ko' "$d" "$out/drivers/$name/"
-    make -s -C "$kbuild" M="$out/drivers/$name" P2PLAB_ROOT="$repo" modules
-    mods+=("$out/drivers/$name"/*.ko)
+    drv=$(basename "$d")
+    mkdir -p "$out/drivers"
+    rsync -a --delete --exclude "*.o" --exclude "*.ko" "$d" "$out/drivers/$drv/"
+    make -s -C "$kbuild" M="$out/drivers/$drv" P2PLAB_ROOT="$repo" modules
+    mods+=("$out/drivers/$drv"/*.ko)
 done
 
 # 2. Static tools and the agent.

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * p2pgpu: BOs as dma-bufs, and a test importer.
+ *
+ * Exporter.  A BO lives in VRAM only, so an importer can reach it only
+ * through BAR2, peer to peer.  Attach therefore refuses an importer that
+ * cannot do P2P or whose PCI path P2PDMA does not allow (as amdgpu does, minus
+ * the fallback to system memory that a BO here does not have).  A mapping
+ * gives the importer DMA addresses of the BO's BAR2 windows, mapped for the
+ * importer with dma_map_resource() (through its IOMMU): the windows stay
+ * pinned in the aperture while the mapping exists.  Before the BO moves or
+ * its windows go, dynamic importers get move_notify and must unmap; pinned
+ * attachments hold the BO in place and keep EVICT away (-EBUSY).
+ *
+ * Importer (IMPORT ioctl).  The same thing an RDMA driver's ib_umem_dmabuf
+ * does, on this GPU's copy engine: attach dynamically (or dynamically and
+ * pinned, as ib_umem_dmabuf_get_pinned()), map under the reservation lock,
+ * and read the exporter's memory at the DMA addresses it was given into a
+ * local BO.  move_notify unmaps at once, so the next IMPORT maps again.
+ */
+#include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
+#include <linux/dma-resv.h>
+#include <linux/file.h>
+#include <linux/pci-p2pdma.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/module.h>
+
+#include "p2pgpu.h"
+#include "p2pgpu_compat.h"
+
+P2PGPU_IMPORT_DMA_BUF_NS();
+
+struct p2pgpu_exported {
+	struct p2pgpu_bo *bo;
+	struct dma_buf *dmabuf;
+	struct list_head link;		/* on bo->exports, under bo->resv */
+};
+
+static int p2pgpu_dmabuf_attach(struct dma_buf *dmabuf,
+				struct dma_buf_attachment *attach)
+{
+	struct p2pgpu_exported *exp = dmabuf->priv;
+	struct p2pgpu_dev *gpu = exp->bo->gpu;
+
+	if (!attach->peer2peer) {
+		dev_dbg(&gpu->pdev->dev, "%s cannot take peer-to-peer memory\n",
+			dev_name(attach->dev));
+		return -EREMOTEIO;
+	}
+	if (pci_p2pdma_distance(gpu->pdev, attach->dev, true) < 0)
+		return -EREMOTEIO;
+	return 0;
+}
+
+/* Pin every granule of the BO in the aperture; undo on failure. */
+static int p2pgpu_bo_pin_windows(struct p2pgpu_bo *bo)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 g = 1ull << gpu->granule_shift, off, bar;
+	int ret;
+
+	lockdep_assert_held(&gpu->mm_lock);
+	for (off = round_down(bo->vram_off, g); off < bo->vram_off + bo->size; off += g) {
+		ret = p2pgpu_aperture_get(gpu, off, true, &bar);
+		if (ret) {
+			while (off > round_down(bo->vram_off, g)) {
+				off -= g;
+				p2pgpu_aperture_unpin(gpu, off);
+			}
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void p2pgpu_bo_unpin_windows(struct p2pgpu_bo *bo)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 g = 1ull << gpu->granule_shift, off;
+
+	lockdep_assert_held(&gpu->mm_lock);
+	for (off = round_down(bo->vram_off, g); off < bo->vram_off + bo->size; off += g)
+		p2pgpu_aperture_unpin(gpu, off);
+}
+
+static int p2pgpu_dmabuf_pin(struct dma_buf_attachment *attach)
+{
+	struct p2pgpu_exported *exp = attach->dmabuf->priv;
+	struct p2pgpu_dev *gpu = exp->bo->gpu;
+	int ret;
+
+	mutex_lock(&gpu->mm_lock);
+	ret = p2pgpu_bo_pin_windows(exp->bo);
+	if (!ret)
+		exp->bo->pins++;
+	mutex_unlock(&gpu->mm_lock);
+	return ret;
+}
+
+static void p2pgpu_dmabuf_unpin(struct dma_buf_attachment *attach)
+{
+	struct p2pgpu_exported *exp = attach->dmabuf->priv;
+	struct p2pgpu_dev *gpu = exp->bo->gpu;
+
+	mutex_lock(&gpu->mm_lock);
+	p2pgpu_bo_unpin_windows(exp->bo);
+	exp->bo->pins--;
+	mutex_unlock(&gpu->mm_lock);
+}
+
+static void p2pgpu_sgt_unmap(struct device *dev, struct sg_table *sgt,
+			     unsigned int n, enum dma_data_direction dir)
+{
+	struct scatterlist *sg;
+	unsigned int i;
+
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		if (i == n)
+			break;
+		dma_unmap_resource(dev, sg_dma_address(sg), sg_dma_len(sg), dir,
+				   DMA_ATTR_SKIP_CPU_SYNC);
+	}
+}
+
+/*
+ * One segment per run of the BO that is contiguous in BAR2: the whole BO in
+ * direct mode, up to one per granule in windowed mode.
+ */
+static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
+					  enum dma_data_direction dir)
+{
+	struct p2pgpu_exported *exp = attach->dmabuf->priv;
+	struct p2pgpu_bo *bo = exp->bo;
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 g = 1ull << gpu->granule_shift;
+	struct scatterlist *sg = NULL;
+	unsigned int nsegs, mapped = 0;
+	struct sg_table *sgt;
+	u64 off = 0;
+	int ret;
+
+	dma_resv_assert_held(&bo->resv);
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt)
+		return ERR_PTR(-ENOMEM);
+	mutex_lock(&gpu->mm_lock);
+	ret = p2pgpu_bo_pin_windows(bo);
+	if (ret)
+		goto err_unlock;
+	nsegs = gpu->mode == P2PGPU_APERTURE_DIRECT ? 1 :
+		(round_up(bo->vram_off + bo->size, g) - round_down(bo->vram_off, g)) / g;
+	ret = sg_alloc_table(sgt, nsegs, GFP_KERNEL);
+	if (ret)
+		goto err_unpin;
+	sg = sgt->sgl;
+	while (off < bo->size) {
+		u64 vram = bo->vram_off + off, bar, len;
+		dma_addr_t addr;
+
+		len = gpu->mode == P2PGPU_APERTURE_DIRECT ? bo->size :
+		      min(bo->size - off, round_down(vram, g) + g - vram);
+		p2pgpu_aperture_get(gpu, vram, false, &bar);	/* pinned: cannot fail */
+		addr = dma_map_resource(attach->dev, gpu->bar_phys + bar, len, dir,
+					DMA_ATTR_SKIP_CPU_SYNC);
+		if (dma_mapping_error(attach->dev, addr)) {
+			ret = -ENOMEM;
+			goto err_map;
+		}
+		sg_set_page(sg, NULL, len, 0);
+		sg_dma_address(sg) = addr;
+		sg_dma_len(sg) = len;
+		mapped++;
+		sg = sg_next(sg);
+		off += len;
+	}
+	sgt->nents = mapped;
+	bo->mapped++;
+	mutex_unlock(&gpu->mm_lock);
+	return sgt;
+
+err_map:
+	p2pgpu_sgt_unmap(attach->dev, sgt, mapped, dir);
+	sg_free_table(sgt);
+err_unpin:
+	p2pgpu_bo_unpin_windows(bo);
+err_unlock:
+	mutex_unlock(&gpu->mm_lock);
+	kfree(sgt);
+	return ERR_PTR(ret);
+}
+
+static void p2pgpu_dmabuf_unmap(struct dma_buf_attachment *attach,
+				struct sg_table *sgt, enum dma_data_direction dir)
+{
+	struct p2pgpu_exported *exp = attach->dmabuf->priv;
+	struct p2pgpu_dev *gpu = exp->bo->gpu;
+
+	p2pgpu_sgt_unmap(attach->dev, sgt, sgt->nents, dir);
+	sg_free_table(sgt);
+	kfree(sgt);
+	mutex_lock(&gpu->mm_lock);
+	p2pgpu_bo_unpin_windows(exp->bo);
+	exp->bo->mapped--;
+	mutex_unlock(&gpu->mm_lock);
+}
+
+static void p2pgpu_dmabuf_release(struct dma_buf *dmabuf)
+{
+	struct p2pgpu_exported *exp = dmabuf->priv;
+	struct p2pgpu_bo *bo = exp->bo;
+	struct p2pgpu_dev *gpu = bo->gpu;
+
+	dma_resv_lock(&bo->resv, NULL);
+	list_del(&exp->link);
+	dma_resv_unlock(&bo->resv);
+	kfree(exp);
+	p2pgpu_bo_put(bo);
+	if (atomic_dec_and_test(&gpu->users))
+		wake_up(&gpu->users_wq);
+}
+
+static const struct dma_buf_ops p2pgpu_dmabuf_ops = {
+	.attach = p2pgpu_dmabuf_attach,
+	.pin = p2pgpu_dmabuf_pin,
+	.unpin = p2pgpu_dmabuf_unpin,
+	.map_dma_buf = p2pgpu_dmabuf_map,
+	.unmap_dma_buf = p2pgpu_dmabuf_unmap,
+	.release = p2pgpu_dmabuf_release,
+};
+
+int p2pgpu_dmabuf_export(struct p2pgpu_bo *bo, u32 flags)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(info);
+	struct p2pgpu_dev *gpu = bo->gpu;
+	struct p2pgpu_exported *exp;
+	struct dma_buf *dmabuf;
+	int fd;
+
+	exp = kzalloc(sizeof(*exp), GFP_KERNEL);
+	if (!exp)
+		return -ENOMEM;
+	exp->bo = bo;
+	info.ops = &p2pgpu_dmabuf_ops;
+	info.size = bo->size;
+	info.flags = O_RDWR;
+	info.priv = exp;
+	info.resv = &bo->resv;
+	kref_get(&bo->ref);
+	atomic_inc(&gpu->users);
+	dmabuf = dma_buf_export(&info);
+	if (IS_ERR(dmabuf)) {
+		atomic_dec(&gpu->users);
+		p2pgpu_bo_put(bo);
+		kfree(exp);
+		return PTR_ERR(dmabuf);
+	}
+	exp->dmabuf = dmabuf;
+	dma_resv_lock(&bo->resv, NULL);
+	list_add(&exp->link, &bo->exports);
+	dma_resv_unlock(&bo->resv);
+	P2PGPU_STAT_INC(gpu, exports);
+
+	fd = dma_buf_fd(dmabuf, flags);
+	if (fd < 0)
+		dma_buf_put(dmabuf);	/* release undoes the rest */
+	return fd;
+}
+
+/*
+ * Tell every dynamic importer of every export of @bo that its mappings are
+ * going, and wait for the fences they leave on the reservation.  Called with
+ * bo->resv held and mm_lock not held: importers unmap from the callback.
+ */
+void p2pgpu_dmabuf_move_notify(struct p2pgpu_bo *bo)
+{
+	struct p2pgpu_exported *exp;
+
+	dma_resv_assert_held(&bo->resv);
+	list_for_each_entry(exp, &bo->exports, link) {
+		p2pgpu_dma_buf_notify(exp->dmabuf);
+		P2PGPU_STAT_INC(bo->gpu, move_notifies);
+	}
+	dma_resv_wait_timeout(&bo->resv, DMA_RESV_USAGE_BOOKKEEP, false,
+			      MAX_SCHEDULE_TIMEOUT);
+}
+
+/* ---- the test importer ------------------------------------------------- */
+
+struct p2pgpu_import_att {
+	struct p2pgpu_dev *gpu;
+	struct dma_buf *dmabuf;
+	struct dma_buf_attachment *attach;
+	struct sg_table *sgt;		/* current mapping, under dmabuf->resv */
+	bool pinned;
+	u32 move_notifies;
+	u32 maps;
+};
+
+static void p2pgpu_importer_notify(struct dma_buf_attachment *attach)
+{
+	struct p2pgpu_import_att *att = attach->importer_priv;
+
+	dma_resv_assert_held(attach->dmabuf->resv);
+	att->move_notifies++;
+	/* Our copies finish before the ioctl returns: nothing is in flight. */
+	if (att->sgt) {
+		dma_buf_unmap_attachment(attach, att->sgt, DMA_BIDIRECTIONAL);
+		att->sgt = NULL;
+	}
+}
+
+static const struct dma_buf_attach_ops p2pgpu_importer_ops = {
+	.allow_peer2peer = true,
+	.P2PGPU_IMPORTER_NOTIFY = p2pgpu_importer_notify,
+};
+
+static void p2pgpu_import_detach(struct p2pgpu_import_att *att)
+{
+	struct dma_resv *resv = att->dmabuf->resv;
+
+	dma_resv_lock(resv, NULL);
+	if (att->sgt)
+		dma_buf_unmap_attachment(att->attach, att->sgt, DMA_BIDIRECTIONAL);
+	if (att->pinned)
+		dma_buf_unpin(att->attach);
+	dma_resv_unlock(resv);
+	dma_buf_detach(att->dmabuf, att->attach);
+	dma_buf_put(att->dmabuf);
+	kfree(att);
+}
+
+void p2pgpu_dmabuf_imports_release(struct xarray *imports)
+{
+	struct p2pgpu_import_att *att;
+	unsigned long idx;
+
+	xa_for_each(imports, idx, att)
+		p2pgpu_import_detach(att);
+	xa_destroy(imports);
+}
+
+static struct p2pgpu_import_att *
+p2pgpu_import_attach(struct p2pgpu_dev *gpu, struct dma_buf *dmabuf, bool pinned)
+{
+	struct p2pgpu_import_att *att;
+	int ret;
+
+	att = kzalloc(sizeof(*att), GFP_KERNEL);
+	if (!att)
+		return ERR_PTR(-ENOMEM);
+	att->gpu = gpu;
+	att->dmabuf = dmabuf;
+	att->attach = dma_buf_dynamic_attach(dmabuf, &gpu->pdev->dev,
+					     &p2pgpu_importer_ops, att);
+	if (IS_ERR(att->attach)) {
+		ret = PTR_ERR(att->attach);
+		kfree(att);
+		return ERR_PTR(ret);
+	}
+	if (pinned) {
+		dma_resv_lock(dmabuf->resv, NULL);
+		ret = dma_buf_pin(att->attach);
+		dma_resv_unlock(dmabuf->resv);
+		if (ret) {
+			dma_buf_detach(dmabuf, att->attach);
+			kfree(att);
+			return ERR_PTR(ret);
+		}
+		att->pinned = true;
+	}
+	return att;
+}
+
+/*
+ * The DMA segments of [offset, offset + size) of the importer's mapping, as
+ * a scatterlist the copy engine can take.
+ */
+static int p2pgpu_import_slice(struct sg_table *map, u64 offset, u64 size,
+			       struct sg_table *out)
+{
+	struct scatterlist *sg, *o;
+	unsigned int i, n = 0;
+	u64 pos = 0;
+	int ret;
+
+	for_each_sgtable_dma_sg(map, sg, i) {
+		if (pos + sg_dma_len(sg) > offset && pos < offset + size)
+			n++;
+		pos += sg_dma_len(sg);
+	}
+	if (!n || offset + size > pos)
+		return -EINVAL;
+	ret = sg_alloc_table(out, n, GFP_KERNEL);
+	if (ret)
+		return ret;
+	o = out->sgl;
+	pos = 0;
+	for_each_sgtable_dma_sg(map, sg, i) {
+		u64 start = max(pos, offset), end = min(pos + sg_dma_len(sg), offset + size);
+
+		if (start < end) {
+			sg_dma_address(o) = sg_dma_address(sg) + (start - pos);
+			sg_dma_len(o) = end - start;
+			o = sg_next(o);
+		}
+		pos += sg_dma_len(sg);
+	}
+	out->nents = n;
+	return 0;
+}
+
+int p2pgpu_dmabuf_import(struct p2pgpu_dev *gpu, struct xarray *imports,
+			 struct p2pgpu_bo *dst, struct p2pgpu_import *args)
+{
+	struct p2pgpu_import_att *att;
+	struct dma_buf *dmabuf;
+	struct sg_table slice;
+	int ret;
+
+	dmabuf = dma_buf_get(args->fd);
+	if (IS_ERR(dmabuf))
+		return PTR_ERR(dmabuf);
+	if (!args->size || args->size > dst->size ||
+	    args->offset > dmabuf->size || args->size > dmabuf->size - args->offset) {
+		dma_buf_put(dmabuf);
+		return -EINVAL;
+	}
+	att = xa_load(imports, (unsigned long)dmabuf);
+	if (att) {
+		dma_buf_put(dmabuf);	/* the attachment holds one */
+	} else {
+		att = p2pgpu_import_attach(gpu, dmabuf,
+					   args->flags & P2PGPU_IMPORT_PINNED);
+		if (IS_ERR(att)) {
+			dma_buf_put(dmabuf);
+			return PTR_ERR(att);
+		}
+		ret = xa_insert(imports, (unsigned long)dmabuf, att, GFP_KERNEL);
+		if (ret) {
+			p2pgpu_import_detach(att);
+			return ret;
+		}
+	}
+
+	dma_resv_lock(dmabuf->resv, NULL);
+	if (!att->sgt) {
+		struct sg_table *sgt;
+
+		sgt = dma_buf_map_attachment(att->attach, DMA_BIDIRECTIONAL);
+		if (IS_ERR(sgt)) {
+			ret = PTR_ERR(sgt);
+			goto out_unlock;
+		}
+		att->sgt = sgt;
+		att->maps++;
+	}
+	args->nents = att->sgt->nents;
+	ret = p2pgpu_import_slice(att->sgt, args->offset, args->size, &slice);
+	if (ret)
+		goto out_unlock;
+	/* The mapping cannot go while we hold the reservation: copy through it. */
+	mutex_lock(&gpu->mm_lock);
+	ret = p2pgpu_ce_run_sg(gpu, P2P_GPU_OP_HOST_TO_VRAM, dst->vram_off,
+			       slice.sgl, slice.nents, &args->dev_status);
+	mutex_unlock(&gpu->mm_lock);
+	sg_free_table(&slice);
+out_unlock:
+	args->move_notifies = att->move_notifies;
+	args->maps = att->maps;
+	dma_resv_unlock(dmabuf->resv);
+	return ret;
+}

@@ -69,6 +69,8 @@ class MachineResult:
     guest_uptime_at_ready: float | None = None
     kernel_reports: list[str] = field(default_factory=list)
     known_kernel_reports: list[dict[str, str]] = field(default_factory=list)
+    # Debug kernels: leaks kmemleak found after the last step (None: no scan ran).
+    kmemleak_leaks: int | None = None
 
 
 @dataclass

@@ -213,6 +213,7 @@ async def _leaks_found(vms: dict[str, VM], result: ScenarioResult) -> bool:
         if vm.kernel is None or not vm.kernel.debug:
             continue
         found = await kmemleak.leaks(vm)
+        result.machines[name].kmemleak_leaks = len(found)
         if found:
             result.machines[name].kernel_reports += found
             leaky.append(f"{name}: {len(found)}")

@@ -13,7 +13,7 @@ kbuild=$out/kernel-build
 [ -f "$kbuild/.p2plab-built" ] || { echo "build-guest: no kernel build at $kbuild: run 'scripts/build-kernel.sh $name'"; exit 1; }
 krel=$(cat "$kbuild/include/config/kernel.release")
 busybox=${BUSYBOX:-/bin/busybox}
-cflags=(-static -O2 -Wall -Wextra -I "$repo/qemu-devices/include" -I "$kbuild/usr/include")
+cflags=(-static -O2 -Wall -Wextra -Werror -I "$repo/qemu-devices/include" -I "$kbuild/usr/include")
 
 # 1. Out-of-tree drivers, each built from a copy so the work tree stays clean.
 mods=()

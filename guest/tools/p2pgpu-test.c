@@ -10,7 +10,7 @@
  *
  * --p2p says what P2PDMA must do on this platform: "allowed" (the NVMe read
  * lands in GPU memory, the peer GPU imports the dma-buf), "refused" (both
- * fail cleanly with EREMOTEIO).  copy_error_injected runs only when named
+ * fail cleanly, with nothing written).  copy_error_injected runs only when named
  * with --only: the host arms the device's fail-next-copy first.
  * Every check that fails says what it saw; nothing is skipped.
  */
@@ -46,11 +46,11 @@ static int nonly;
 
 static int gpu = -1;
 static struct p2pgpu_info info;
-static char pci_dir[PATH_MAX + 64];	/* /sys/bus/pci/devices/<bdf> */
-static char dbg_dir[PATH_MAX + 64];	/* /sys/kernel/debug/p2pgpu/<bdf> */
+static char pci_dir[256];	/* /sys/bus/pci/devices/<bdf> */
+static char dbg_dir[256];	/* /sys/kernel/debug/p2pgpu/<bdf> */
 static long page_size;
 
-static char fail_msg[PATH_MAX + 512];
+static char fail_msg[1024];
 static char json_cases[16384];
 
 #define CHECK(cond, ...) do {						\
@@ -131,7 +131,7 @@ static int bo_evict(int fd, uint32_t handle, uint32_t op, struct p2pgpu_evict *e
 /* One counter of the driver's debugfs "counters" file, or -1. */
 static long long counter(const char *name)
 {
-	char path[PATH_MAX + 16], key[64];
+	char path[512], key[64];
 	long long v, found = -1;
 	FILE *f;
 
@@ -180,7 +180,7 @@ static uint64_t parse_size(const char *s)
 static int case_resize(void)
 {
 	const char *mode = info.aperture_mode == P2PGPU_APERTURE_DIRECT ? "direct" : "windowed";
-	char path[PATH_MAX + 16], line[128];
+	char path[512], line[128];
 	bool seen = false;
 	FILE *f;
 
@@ -427,7 +427,7 @@ out_free:
 /* Map @len bytes of this GPU's published p2pmem (sysfs p2pmem/allocate). */
 static void *p2pmem_map(size_t len, int *fdp)
 {
-	char path[PATH_MAX + 32];
+	char path[512];
 	uint64_t published = 0;
 	void *p;
 	int fd;
@@ -471,7 +471,7 @@ static int read_via_copy(void *user, size_t len, void *out, uint32_t *dev_status
 static int case_p2pmem_sysfs(void)
 {
 	const size_t len = 2 * MiB;
-	char path[PATH_MAX + 32];
+	char path[512];
 	uint64_t size = 0, avail0 = 0, avail1 = 0;
 	unsigned char *p, *chk;
 	int fd, ret = -1;
@@ -555,11 +555,23 @@ static int case_nvme_p2pdma(void)
 			goto out;
 		}
 	} else {
-		if (n != -1 || errno != EREMOTEIO) {
-			snprintf(fail_msg, sizeof(fail_msg), "refused P2P read gave %zd (%s), expected EREMOTEIO",
+		/*
+		 * The block layer says no before any DMA: 6.12's nvme maps
+		 * the request and fails it with EREMOTEIO, 7.x's blk-mq DMA
+		 * iterator with EINVAL.  Either way nothing reached p2pmem.
+		 */
+		if (n != -1 || (errno != EREMOTEIO && errno != EINVAL)) {
+			snprintf(fail_msg, sizeof(fail_msg),
+				 "refused P2P read gave %zd (%s), expected EREMOTEIO or EINVAL",
 				 n, strerror(errno));
 			goto out;
 		}
+		memset(sysbuf, 0xee, len);
+		if (read_via_copy(p, len, chk, NULL) || memcmp(chk, sysbuf, len)) {
+			snprintf(fail_msg, sizeof(fail_msg), "a refused read changed GPU memory");
+			goto out;
+		}
+		fill(sysbuf, len, 21);
 		/* And the disk itself is fine: the same read into system memory works. */
 		if (pread(nv, chk, len, 0) != (ssize_t)len || memcmp(chk, sysbuf, len)) {
 			snprintf(fail_msg, sizeof(fail_msg), "read into system memory failed after the refusal");
@@ -779,6 +791,56 @@ static int case_copy_error_injected(void)
 	return 0;
 }
 
+/*
+ * Function Level Reset through the PCI core (sysfs reset): the device drops
+ * its windows, direct mode and engine ring; the driver's reset handlers put
+ * them back.  VRAM survives, so a BO's bytes must too, through the engine
+ * and through a mapping made before the reset.
+ */
+static int case_flr(void)
+{
+	const size_t sz = 4 * MiB;
+	char path[512];
+	struct p2pgpu_alloc a;
+	unsigned char *map, *buf, *chk;
+	int fd, ret = -1;
+
+	CHECK(!bo_alloc(gpu, sz, &a), "ALLOC: %s", strerror(errno));
+	map = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, gpu, a.mmap_offset);
+	buf = xmalloc_pages(sz);
+	chk = xmalloc_pages(sz);
+	if (map == MAP_FAILED || !buf || !chk)
+		goto out;
+	fill(buf, sz, 71);
+	memcpy(map, buf, sz);
+	snprintf(path, sizeof(path), "%s/reset", pci_dir);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, "1", 1) != 1) {
+		snprintf(fail_msg, sizeof(fail_msg), "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	if (bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) || memcmp(buf, chk, sz)) {
+		snprintf(fail_msg, sizeof(fail_msg), "after the reset the engine reads other bytes (%s)",
+			 strerror(errno));
+		goto out;
+	}
+	if (memcmp(buf, map, sz)) {
+		snprintf(fail_msg, sizeof(fail_msg), "after the reset the old mapping shows other bytes");
+		goto out;
+	}
+	ret = 0;
+out:
+	if (map != MAP_FAILED)
+		munmap(map, sz);
+	munmap(buf, sz);
+	munmap(chk, sz);
+	bo_free(gpu, a.handle);
+	return ret;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -793,6 +855,7 @@ static const struct {
 	{ "dmabuf", case_dmabuf, false },
 	{ "migrate", case_migrate, false },
 	{ "cpu_fault", case_cpu_fault, false },
+	{ "flr", case_flr, false },
 	{ "copy_error_injected", case_copy_error_injected, true },
 };
 
@@ -819,8 +882,9 @@ static int find_dirs(void)
 		return -1;
 	target[n] = 0;
 	base = strrchr(target, '/');
-	snprintf(pci_dir, sizeof(pci_dir), "/sys/bus/pci/devices/%s", base ? base + 1 : target);
-	snprintf(dbg_dir, sizeof(dbg_dir), "/sys/kernel/debug/p2pgpu/%s", base ? base + 1 : target);
+	/* A PCI device name is 12 characters ("0000:03:00.0"). */
+	snprintf(pci_dir, sizeof(pci_dir), "/sys/bus/pci/devices/%.64s", base ? base + 1 : target);
+	snprintf(dbg_dir, sizeof(dbg_dir), "/sys/kernel/debug/p2pgpu/%.64s", base ? base + 1 : target);
 	return 0;
 }
 

@@ -38,7 +38,9 @@ struct inode;
  */
 struct p2pgpu_stats {
 	atomic64_t resize_attempts;	/* pci_resize_resource() calls */
-	atomic64_t resizes;		/* ... that succeeded */
+	atomic64_t resizes;		/* BAR2 size changes: ours, and the PCI
+					 * core's ReBAR restores after a reset */
+	atomic64_t resets;		/* FLRs and other resets the driver rode out */
 	atomic64_t aperture_maps;	/* MAP commands the device accepted */
 	atomic64_t aperture_unmaps;	/* UNMAP commands the device accepted */
 	atomic64_t aperture_map_failures; /* MAP commands the device refused */
@@ -159,6 +161,7 @@ void p2pgpu_rebar_resize(struct p2pgpu_dev *gpu);
 int p2pgpu_aperture_init(struct p2pgpu_dev *gpu);
 void p2pgpu_aperture_fini(struct p2pgpu_dev *gpu);
 int p2pgpu_aperture_restore(struct p2pgpu_dev *gpu);
+u32 p2pgpu_aperture_mapped(struct p2pgpu_dev *gpu);
 int p2pgpu_aperture_get(struct p2pgpu_dev *gpu, u64 vram_off, bool pin,
 			u64 *bar_off);
 void p2pgpu_aperture_unpin(struct p2pgpu_dev *gpu, u64 vram_off);

@@ -301,6 +301,16 @@ int p2pgpu_aperture_init(struct p2pgpu_dev *gpu)
 	return p2pgpu_aperture_program(gpu);
 }
 
+/* Windows the driver has mapped (all of them are gone after a reset). */
+u32 p2pgpu_aperture_mapped(struct p2pgpu_dev *gpu)
+{
+	u32 slot, n = 0;
+
+	for (slot = 0; gpu->slots && slot < gpu->nslots; slot++)
+		n += gpu->slots[slot].granule != P2PGPU_NONE;
+	return n;
+}
+
 /* After a reset: the device forgot its windows; map them again. */
 int p2pgpu_aperture_restore(struct p2pgpu_dev *gpu)
 {
@@ -310,13 +320,9 @@ int p2pgpu_aperture_restore(struct p2pgpu_dev *gpu)
 
 void p2pgpu_aperture_fini(struct p2pgpu_dev *gpu)
 {
-	u32 slot;
-
 	p2pgpu_wr(gpu, P2P_GPU_REG_APER_CTRL, 0);
 	p2pgpu_aper_cmd(gpu, P2P_GPU_APER_CMD_UNMAP_ALL);
-	for (slot = 0; gpu->slots && slot < gpu->nslots; slot++)
-		if (gpu->slots[slot].granule != P2PGPU_NONE)
-			P2PGPU_STAT_INC(gpu, aperture_unmaps);
+	P2PGPU_STAT_ADD(gpu, aperture_unmaps, p2pgpu_aperture_mapped(gpu));
 	kvfree(gpu->slots);
 	kvfree(gpu->granule_slot);
 	gpu->slots = NULL;

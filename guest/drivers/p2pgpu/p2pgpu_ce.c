@@ -325,7 +325,8 @@ static int p2pgpu_copy_mapped(struct p2pgpu_dev *gpu, struct page **pages,
 	struct sg_table sgt;
 	int ret;
 
-	ret = sg_alloc_table_from_pages(&sgt, pages, n, first_off, len, GFP_KERNEL);
+	ret = sg_alloc_table_from_pages_segment(&sgt, pages, n, first_off, len,
+						dma_get_max_seg_size(dev), GFP_KERNEL);
 	if (ret)
 		return ret;
 	/* P2P-aware: another device's P2PDMA pages get bus or IOVA addresses. */

@@ -42,6 +42,7 @@ static int p2pgpu_counters_show(struct seq_file *m, void *unused)
 #define P2PGPU_SHOW(name) seq_printf(m, #name " %lld\n", atomic64_read(&s->name))
 	P2PGPU_SHOW(resize_attempts);
 	P2PGPU_SHOW(resizes);
+	P2PGPU_SHOW(resets);
 	P2PGPU_SHOW(aperture_maps);
 	P2PGPU_SHOW(aperture_unmaps);
 	P2PGPU_SHOW(aperture_map_failures);

@@ -203,6 +203,8 @@ static int p2pgpu_probe(struct pci_dev *pdev, const struct pci_device_id *ent)
 	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
 	if (ret)
 		goto err_unmap;
+	/* An sg entry takes any length a descriptor takes. */
+	dma_set_max_seg_size(&pdev->dev, P2P_GPU_CE_MAX_LEN);
 	pci_set_master(pdev);
 
 	ret = p2pgpu_irq_init(gpu);
@@ -313,6 +315,16 @@ static void p2pgpu_reset_done(struct pci_dev *pdev)
 	struct p2pgpu_dev *gpu = pci_get_drvdata(pdev);
 	int ret;
 
+	P2PGPU_STAT_INC(gpu, resets);
+	/*
+	 * Keep the driver's counts in step with the device's: the reset
+	 * dropped every window, and when probe had resized BAR2, the PCI
+	 * core's ReBAR restore has just changed it back from the power-on
+	 * size.
+	 */
+	P2PGPU_STAT_ADD(gpu, aperture_unmaps, p2pgpu_aperture_mapped(gpu));
+	if (gpu->bar_size != gpu->bar_size_initial)
+		P2PGPU_STAT_INC(gpu, resizes);
 	p2pgpu_irq_enable(gpu);
 	ret = p2pgpu_ce_start(gpu);
 	if (!ret)

@@ -53,6 +53,16 @@ machines:
 """,
         "tcg",
     ),
+    "nvme-disk": (
+        """
+machines:
+  - name: vm0
+    topology: [{kind: root-port, id: rp0}]
+    devices: [{driver: nvme, id: nvme0, bus: rp0, props: {serial: p2plab0, drive: nvm0}}]
+    disks: [{id: nvm0, size: 64M}]
+""",
+        "tcg",
+    ),
     "custom-cmdline": (
         "machines: [{name: vm0, cmdline: 'console=ttyS0 rdinit=/bin/sh', kernel: /k}]",
         "tcg",

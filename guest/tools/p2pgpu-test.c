@@ -262,6 +262,12 @@ static int case_mmap_rw(void)
 		snprintf(fail_msg, sizeof(fail_msg), "the mapping does not show what the engine wrote");
 		goto out;
 	}
+	/* A private mapping of BAR pages cannot be copied on write: refused. */
+	if (mmap(NULL, sz, PROT_READ, MAP_PRIVATE, gpu, a.mmap_offset) != MAP_FAILED ||
+	    errno != EINVAL) {
+		snprintf(fail_msg, sizeof(fail_msg), "MAP_PRIVATE of a BO was not refused with EINVAL");
+		goto out;
+	}
 	/* Out-of-range offsets are refused, not clamped. */
 	if (bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, sz - 4096, buf, 8192, NULL) != -1 ||
 	    errno != EINVAL) {
@@ -709,12 +715,14 @@ out:
 
 static int case_migrate(void)
 {
+	/* 64 pages with data, then 64 never touched (holes) in the same VMA. */
 	const size_t npages = 64, len = npages * 4096;
 	long long d0 = counter("migrate_to_dev"), s0 = counter("migrate_to_sys");
 	struct p2pgpu_migrate m = { 0 };
-	unsigned char *p = xmalloc_pages(len), *ref = xmalloc_pages(len);
+	unsigned char *p, *ref = xmalloc_pages(len);
 
-	CHECK(p && ref, "mmap: %s", strerror(errno));
+	p = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(p != MAP_FAILED && ref, "mmap: %s", strerror(errno));
 	fill(p, len, 41);
 	memcpy(ref, p, len);
 	m.addr = (uintptr_t)p;
@@ -725,15 +733,17 @@ static int case_migrate(void)
 	      (uint64_t)m.migrated, npages);
 	CHECK(counter("migrate_to_dev") - d0 == (long long)npages, "driver counted %lld",
 	      counter("migrate_to_dev") - d0);
+	/* Back, over a range that also covers the holes: only ours move. */
 	memset(&m, 0, sizeof(m));
 	m.addr = (uintptr_t)p;
-	m.npages = npages;
+	m.npages = 2 * npages;
 	CHECK(!ioctl(gpu, P2PGPU_IOC_MIGRATE_TO_SYS, &m), "MIGRATE_TO_SYS: %s", strerror(errno));
 	CHECK(m.migrated == npages, "%" PRIu64 " of %zu pages came back", (uint64_t)m.migrated, npages);
 	CHECK(counter("migrate_to_sys") - s0 == (long long)npages, "driver counted %lld back",
 	      counter("migrate_to_sys") - s0);
 	CHECK(!memcmp(p, ref, len), "data changed on the round trip");
-	munmap(p, len);
+	CHECK(!memchr(p + len, 0xff, len) && !p[2 * len - 1], "the holes are not zero");
+	munmap(p, 2 * len);
 	munmap(ref, len);
 	return 0;
 }
@@ -841,6 +851,48 @@ out:
 	return ret;
 }
 
+/*
+ * Unbind the driver while a process still has pages in device-private VRAM
+ * (their file closed): remove must bring them home before their struct pages
+ * go, with their data; then bind again.  Resets the driver's counters, so it
+ * runs only when named.
+ */
+static int case_unbind_private(void)
+{
+	const size_t npages = 16, len = npages * 4096;
+	const char *bdf = strrchr(pci_dir, '/') + 1;
+	struct p2pgpu_migrate m = { 0 };
+	unsigned char *p = xmalloc_pages(len), *ref = xmalloc_pages(len);
+	int fd, n;
+
+	CHECK(p && ref, "mmap: %s", strerror(errno));
+	fill(p, len, 81);
+	memcpy(ref, p, len);
+	m.addr = (uintptr_t)p;
+	m.npages = npages;
+	CHECK(!ioctl(gpu, P2PGPU_IOC_MIGRATE_TO_DEV, &m) && m.migrated == npages,
+	      "MIGRATE_TO_DEV: %s, %" PRIu64 " pages", strerror(errno), (uint64_t)m.migrated);
+	close(gpu);
+	gpu = -1;
+	fd = open("/sys/bus/pci/drivers/p2pgpu/unbind", O_WRONLY);
+	n = fd < 0 ? -1 : write(fd, bdf, strlen(bdf));
+	if (fd >= 0)
+		close(fd);
+	CHECK(n == (int)strlen(bdf), "unbind %s: %s", bdf, strerror(errno));
+	CHECK(!memcmp(p, ref, len), "pages evicted at remove lost their data");
+	fd = open("/sys/bus/pci/drivers/p2pgpu/bind", O_WRONLY);
+	n = fd < 0 ? -1 : write(fd, bdf, strlen(bdf));
+	if (fd >= 0)
+		close(fd);
+	CHECK(n == (int)strlen(bdf), "bind %s: %s", bdf, strerror(errno));
+	gpu = open(dev_path, O_RDWR | O_CLOEXEC);
+	CHECK(gpu >= 0 && !ioctl(gpu, P2PGPU_IOC_INFO, &info), "%s after bind: %s", dev_path,
+	      strerror(errno));
+	munmap(p, len);
+	munmap(ref, len);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(void);
@@ -857,6 +909,7 @@ static const struct {
 	{ "cpu_fault", case_cpu_fault, false },
 	{ "flr", case_flr, false },
 	{ "copy_error_injected", case_copy_error_injected, true },
+	{ "unbind_private", case_unbind_private, true },
 };
 
 static bool selected(const char *name, bool by_name_only)

@@ -17,7 +17,7 @@
  */
 #include <linux/slab.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static u32 p2pgpu_aper_cmd(struct p2pgpu_dev *gpu, u32 cmd)
 {
@@ -261,10 +261,8 @@ static int p2pgpu_aperture_program(struct p2pgpu_dev *gpu)
 int p2pgpu_aperture_init(struct p2pgpu_dev *gpu)
 {
 	u32 granules, slot;
+	int ret;
 
-	gpu->granule_shift = p2pgpu_rd(gpu, P2P_GPU_REG_APER_GRANULE_SHIFT);
-	if (gpu->granule_shift < PAGE_SHIFT || gpu->granule_shift > 40)
-		return -ENODEV;
 	if (gpu->bar_size >= gpu->vram_size) {
 		gpu->mode = P2PGPU_APERTURE_DIRECT;
 		return p2pgpu_aperture_program(gpu);
@@ -298,7 +296,10 @@ int p2pgpu_aperture_init(struct p2pgpu_dev *gpu)
 		gpu->slots[slot].pins = 1;
 		gpu->granule_slot[g] = slot;
 	}
-	return p2pgpu_aperture_program(gpu);
+	ret = p2pgpu_aperture_program(gpu);
+	if (ret)
+		p2pgpu_aperture_fini(gpu);
+	return ret;
 }
 
 /* Windows the driver has mapped (all of them are gone after a reset). */

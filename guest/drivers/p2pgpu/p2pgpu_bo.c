@@ -20,7 +20,7 @@
 #include <linux/module.h>
 #include <linux/sizes.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static unsigned int p2pmem_mb = 32;
 module_param(p2pmem_mb, uint, 0444);
@@ -45,7 +45,7 @@ MODULE_PARM_DESC(hmm_mb, "VRAM backing HMM device-private pages, in MiB");
 
 int p2pgpu_vram_init(struct p2pgpu_dev *gpu)
 {
-	u64 granule = 1ull << (p2pgpu_rd(gpu, P2P_GPU_REG_APER_GRANULE_SHIFT));
+	u64 granule = 1ull << gpu->granule_shift;
 	u64 p2pmem = ALIGN((u64)p2pmem_mb * SZ_1M, granule);
 	u64 hmm = ALIGN((u64)hmm_mb * SZ_1M, granule);
 
@@ -139,18 +139,6 @@ err_free:
 	return ERR_PTR(ret == -EBUSY ? -ENOSPC : ret);
 }
 
-struct p2pgpu_bo *p2pgpu_bo_lookup(struct p2pgpu_dev *gpu, u32 id)
-{
-	struct p2pgpu_bo *bo;
-
-	xa_lock(&gpu->bos);
-	bo = xa_load(&gpu->bos, id);
-	if (bo && !kref_get_unless_zero(&bo->ref))
-		bo = NULL;
-	xa_unlock(&gpu->bos);
-	return bo;
-}
-
 static void p2pgpu_bo_release(struct kref *ref)
 {
 	struct p2pgpu_bo *bo = container_of(ref, struct p2pgpu_bo, ref);
@@ -219,11 +207,17 @@ int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status)
 	int ret;
 
 	dma_resv_assert_held(&bo->resv);
+	/*
+	 * Pins change only under the reservation, which we hold: refuse before
+	 * telling anyone, since importers may take the notice as final.
+	 */
+	if (bo->pins)
+		return -EBUSY;
 	/* No new dma-buf mapping can start while we hold the reservation. */
 	p2pgpu_dmabuf_move_notify(bo);
 	mutex_lock(&gpu->mm_lock);
-	/* Pinned importers, or a dynamic one that kept its mapping. */
-	if (bo->pins || bo->mapped) {
+	/* A dynamic importer that kept its mapping holds the windows. */
+	if (bo->mapped) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -333,19 +327,24 @@ const struct vm_operations_struct p2pgpu_bo_vm_ops = {
 	.fault = p2pgpu_bo_fault,
 };
 
-/* mmap of a BO's fake offset; the caller checked that the file owns the BO. */
-int p2pgpu_bo_mmap(struct p2pgpu_dev *gpu, struct vm_area_struct *vma)
+u32 p2pgpu_bo_mmap_id(unsigned long pgoff)
 {
-	u32 id = vma->vm_pgoff >> P2PGPU_MMAP_PGSHIFT;
-	u64 off = (u64)(vma->vm_pgoff & ((1UL << P2PGPU_MMAP_PGSHIFT) - 1)) << PAGE_SHIFT;
-	struct p2pgpu_bo *bo = p2pgpu_bo_lookup(gpu, id);
+	return pgoff >> P2PGPU_MMAP_PGSHIFT;
+}
 
-	if (!bo)
-		return -ENOENT;
-	if (off >= bo->size || vma->vm_end - vma->vm_start > bo->size - off) {
-		p2pgpu_bo_put(bo);
+/*
+ * mmap of a BO's fake offset.  @bo is a reference the caller took through
+ * the file's own handle; on success the VMA keeps it.  A private mapping is
+ * refused, as TTM refuses it: PFN maps cannot be copied on write.
+ */
+int p2pgpu_bo_mmap(struct p2pgpu_bo *bo, struct vm_area_struct *vma)
+{
+	u64 off = (u64)(vma->vm_pgoff & ((1UL << P2PGPU_MMAP_PGSHIFT) - 1)) << PAGE_SHIFT;
+
+	if (is_cow_mapping(vma->vm_flags))
 		return -EINVAL;
-	}
+	if (off >= bo->size || vma->vm_end - vma->vm_start > bo->size - off)
+		return -EINVAL;
 	vma->vm_private_data = bo;
 	vma->vm_ops = &p2pgpu_bo_vm_ops;
 	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);

@@ -16,8 +16,9 @@
 #include <linux/pseudo_fs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/wait_bit.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 #define P2PGPU_FS_MAGIC 0x50324750	/* "P2GP" */
 
@@ -25,6 +26,7 @@ struct p2pgpu_file {
 	struct p2pgpu_dev *gpu;
 	struct xarray bos;		/* handle -> BO reference */
 	struct xarray imports;		/* dma-buf -> test importer attachment */
+	struct mutex import_lock;	/* one IMPORT at a time per file */
 };
 
 static struct vfsmount *p2pgpu_mnt;
@@ -69,6 +71,7 @@ static int p2pgpu_open(struct inode *inode, struct file *file)
 	f->gpu = gpu;
 	xa_init(&f->bos);
 	xa_init(&f->imports);
+	mutex_init(&f->import_lock);
 	atomic_inc(&gpu->users);
 	file->private_data = f;
 	file->f_mapping = gpu->inode->i_mapping;
@@ -86,10 +89,20 @@ static int p2pgpu_release(struct inode *inode, struct file *file)
 	xa_for_each(&f->bos, id, bo)
 		p2pgpu_bo_put(bo);
 	xa_destroy(&f->bos);
+	mutex_destroy(&f->import_lock);
 	kfree(f);
-	if (atomic_dec_and_test(&gpu->users))
-		wake_up(&gpu->users_wq);
+	p2pgpu_user_put(gpu);
 	return 0;
+}
+
+/*
+ * The last user's release may let remove() free @gpu at once: wake through
+ * the variable's hashed waitqueue, which is not in @gpu.
+ */
+void p2pgpu_user_put(struct p2pgpu_dev *gpu)
+{
+	if (atomic_dec_and_test(&gpu->users))
+		wake_up_var(&gpu->users);
 }
 
 /* A reference to the BO behind @handle in this file, or NULL. */
@@ -146,7 +159,10 @@ static long p2pgpu_ioc_alloc(struct p2pgpu_file *f, void __user *uarg)
 	args.handle = bo->id;
 	args.mmap_offset = p2pgpu_bo_mmap_offset(bo);
 	if (copy_to_user(uarg, &args, sizeof(args))) {
-		p2pgpu_bo_put(xa_erase(&f->bos, bo->id));
+		/* A racing FREE of the handle may have dropped it already. */
+		bo = xa_erase(&f->bos, bo->id);
+		if (bo)
+			p2pgpu_bo_put(bo);
 		return -EFAULT;
 	}
 	return 0;
@@ -196,9 +212,12 @@ static int p2pgpu_evict_aperture(struct p2pgpu_bo *bo, u32 *windows)
 	int ret;
 
 	dma_resv_assert_held(&bo->resv);
+	/* Pins change only under the reservation: refuse before notifying. */
+	if (bo->pins)
+		return -EBUSY;
 	p2pgpu_dmabuf_move_notify(bo);
 	mutex_lock(&gpu->mm_lock);
-	if (bo->pins || bo->mapped) {
+	if (bo->mapped) {
 		mutex_unlock(&gpu->mm_lock);
 		return -EBUSY;
 	}
@@ -273,7 +292,9 @@ static long p2pgpu_ioc_import(struct p2pgpu_file *f, void __user *uarg)
 	if (!bo)
 		return -ENOENT;
 	args.dev_status = 0;
+	mutex_lock(&f->import_lock);
 	ret = p2pgpu_dmabuf_import(f->gpu, &f->imports, bo, &args);
+	mutex_unlock(&f->import_lock);
 	p2pgpu_bo_put(bo);
 	if (copy_to_user(uarg, &args, sizeof(args)))
 		return -EFAULT;
@@ -331,14 +352,19 @@ static long p2pgpu_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 static int p2pgpu_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct p2pgpu_file *f = file->private_data;
-	unsigned long handle = vma->vm_pgoff >> (36 - PAGE_SHIFT);
+	struct p2pgpu_bo *bo;
+	int ret;
 
 	if (f->gpu->dead)
 		return -ENODEV;
-	/* Only BOs this file holds a handle to. */
-	if (!xa_load(&f->bos, handle))
+	/* Only BOs this file holds a handle to, referenced through that handle. */
+	bo = p2pgpu_file_bo(f, p2pgpu_bo_mmap_id(vma->vm_pgoff));
+	if (!bo)
 		return -ENOENT;
-	return p2pgpu_bo_mmap(f->gpu, vma);
+	ret = p2pgpu_bo_mmap(bo, vma);
+	if (ret)
+		p2pgpu_bo_put(bo);
+	return ret;
 }
 
 static const struct file_operations p2pgpu_fops = {
@@ -354,7 +380,6 @@ int p2pgpu_cdev_init(struct p2pgpu_dev *gpu)
 {
 	int ret;
 
-	init_waitqueue_head(&gpu->users_wq);
 	gpu->inode = alloc_anon_inode(p2pgpu_mnt->mnt_sb);
 	if (IS_ERR(gpu->inode))
 		return PTR_ERR(gpu->inode);
@@ -378,7 +403,7 @@ int p2pgpu_cdev_init(struct p2pgpu_dev *gpu)
 void p2pgpu_cdev_fini(struct p2pgpu_dev *gpu)
 {
 	misc_deregister(&gpu->misc);
-	while (!wait_event_timeout(gpu->users_wq, !atomic_read(&gpu->users), 10 * HZ))
+	while (!wait_var_event_timeout(&gpu->users, !atomic_read(&gpu->users), 10 * HZ))
 		dev_info(&gpu->pdev->dev, "remove waits for %d users of %s\n",
 			 atomic_read(&gpu->users), gpu->name);
 	iput(gpu->inode);

@@ -21,7 +21,7 @@
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static unsigned int copy_timeout_ms = 10000;
 module_param(copy_timeout_ms, uint, 0644);
@@ -73,8 +73,6 @@ int p2pgpu_ce_init(struct p2pgpu_dev *gpu)
 	struct p2pgpu_ce *ce = &gpu->ce;
 	struct device *dev = &gpu->pdev->dev;
 
-	mutex_init(&ce->lock);
-	init_waitqueue_head(&ce->wq);
 	ce->ring_size = P2PGPU_RING_SIZE;
 	ce->ring = dma_alloc_coherent(dev, ce->ring_size * sizeof(*ce->ring),
 				      &ce->ring_dma, GFP_KERNEL);
@@ -85,7 +83,12 @@ int p2pgpu_ce_init(struct p2pgpu_dev *gpu)
 		p2pgpu_ce_fini(gpu);
 		return -ENOMEM;
 	}
-	return p2pgpu_ce_start(gpu);
+	if (p2pgpu_ce_start(gpu)) {
+		dev_err(dev, "copy engine does not start\n");
+		p2pgpu_ce_fini(gpu);
+		return -EIO;
+	}
+	return 0;
 }
 
 void p2pgpu_ce_fini(struct p2pgpu_dev *gpu)
@@ -101,7 +104,6 @@ void p2pgpu_ce_fini(struct p2pgpu_dev *gpu)
 				  ce->ring_dma);
 	ce->sg = NULL;
 	ce->ring = NULL;
-	mutex_destroy(&ce->lock);
 }
 
 static bool p2pgpu_ce_idle(struct p2pgpu_dev *gpu, u32 start, u32 n)
@@ -118,6 +120,7 @@ static int p2pgpu_ce_exec(struct p2pgpu_dev *gpu, u32 n, u32 *dev_status)
 {
 	struct p2pgpu_ce *ce = &gpu->ce;
 	u32 start, i, code;
+	bool halted;
 	long left;
 	int ret = 0;
 
@@ -132,12 +135,18 @@ static int p2pgpu_ce_exec(struct p2pgpu_dev *gpu, u32 n, u32 *dev_status)
 	left = wait_event_timeout(ce->wq, p2pgpu_ce_idle(gpu, start, n),
 				  msecs_to_jiffies(copy_timeout_ms));
 	dma_rmb();
+	halted = p2pgpu_rd(gpu, P2P_GPU_REG_CE_STATUS) & P2P_GPU_CE_STATUS_HALTED;
 
 	for (i = 0; i < n; i++) {
 		struct p2p_gpu_desc *d = &ce->ring[(ce->tail + i) % ce->ring_size];
 		u32 status = READ_ONCE(d->status);
 
 		if (!(status & P2P_GPU_DESC_DONE)) {
+			/* Never reached: the ring faulted, or time ran out. */
+			if (!halted) {
+				ret = ret ?: -ETIMEDOUT;
+				continue;
+			}
 			code = P2P_GPU_CE_RING_FAULT;
 		} else {
 			code = status & P2P_GPU_DESC_ERR_MASK;
@@ -162,8 +171,8 @@ static int p2pgpu_ce_exec(struct p2pgpu_dev *gpu, u32 n, u32 *dev_status)
 	}
 	ce->tail = (ce->tail + n) % ce->ring_size;
 
-	if (!left || (p2pgpu_rd(gpu, P2P_GPU_REG_CE_STATUS) & P2P_GPU_CE_STATUS_HALTED)) {
-		if (!left) {
+	if (!left || halted) {
+		if (!halted) {
 			P2PGPU_STAT_INC(gpu, copy_timeouts);
 			dev_err(&gpu->pdev->dev, "copy engine: no completion in %u ms, resetting it\n",
 				copy_timeout_ms);

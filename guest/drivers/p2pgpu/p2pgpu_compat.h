@@ -7,17 +7,18 @@
 #ifndef P2PGPU_COMPAT_H
 #define P2PGPU_COMPAT_H
 
+#include <linux/memremap.h>
 #include <linux/version.h>
 
 /* 6.13: symbol namespaces are strings. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#if KERNEL_VERSION(6, 13, 0) <= LINUX_VERSION_CODE
 #define P2PGPU_IMPORT_DMA_BUF_NS() MODULE_IMPORT_NS("DMA_BUF")
 #else
 #define P2PGPU_IMPORT_DMA_BUF_NS() MODULE_IMPORT_NS(DMA_BUF)
 #endif
 
 /* 6.15: pgmap moved from the page to the folio, behind an accessor. */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 15, 0)
+#if KERNEL_VERSION(6, 15, 0) > LINUX_VERSION_CODE
 static inline struct dev_pagemap *page_pgmap(const struct page *page)
 {
 	return page->pgmap;
@@ -28,16 +29,23 @@ static inline struct dev_pagemap *page_pgmap(const struct page *page)
  * 6.19: device-private folios (THP migration): pages are freed as folios and
  * zone_device_page_init() takes the pgmap and an order.
  */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 19, 0)
+#if KERNEL_VERSION(6, 19, 0) <= LINUX_VERSION_CODE
 #define P2PGPU_HAVE_FOLIO_FREE 1
-#define p2pgpu_zone_device_page_init(page, pgmap) \
-	zone_device_page_init(page, pgmap, 0)
+static inline void p2pgpu_zone_device_page_init(struct page *page,
+						struct dev_pagemap *pgmap)
+{
+	zone_device_page_init(page, pgmap, 0);
+}
 #else
-#define p2pgpu_zone_device_page_init(page, pgmap) zone_device_page_init(page)
+static inline void p2pgpu_zone_device_page_init(struct page *page,
+						struct dev_pagemap *pgmap)
+{
+	zone_device_page_init(page);
+}
 #endif
 
 /* 7.1: move_notify became invalidate_mappings, with a bounded-time contract. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 1, 0)
+#if KERNEL_VERSION(7, 1, 0) <= LINUX_VERSION_CODE
 #define p2pgpu_dma_buf_notify dma_buf_invalidate_mappings
 #define P2PGPU_IMPORTER_NOTIFY invalidate_mappings
 #else

@@ -8,7 +8,7 @@
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static struct dentry *p2pgpu_debugfs_root;
 

@@ -24,10 +24,11 @@
 #include <linux/file.h>
 #include <linux/pci-p2pdma.h>
 #include <linux/scatterlist.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/module.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 #include "p2pgpu_compat.h"
 
 P2PGPU_IMPORT_DMA_BUF_NS();
@@ -125,8 +126,24 @@ static void p2pgpu_sgt_unmap(struct device *dev, struct sg_table *sgt,
 }
 
 /*
- * One segment per run of the BO that is contiguous in BAR2: the whole BO in
- * direct mode, up to one per granule in windowed mode.
+ * The length of the run of @bo at @off that is contiguous in BAR2 (the rest
+ * of the BO in direct mode, at most the rest of the granule when windowed),
+ * capped at what one segment of the importer takes.
+ */
+static u64 p2pgpu_dmabuf_run(struct p2pgpu_bo *bo, u64 off, u64 seg_max)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 g = 1ull << gpu->granule_shift, vram = bo->vram_off + off;
+	u64 len = bo->size - off;
+
+	if (gpu->mode == P2PGPU_APERTURE_WINDOWED)
+		len = min(len, round_down(vram, g) + g - vram);
+	return min(len, seg_max);
+}
+
+/*
+ * One DMA segment per run of the BO that is contiguous in BAR2 and fits the
+ * importer's segment limit (sg lengths are 32-bit).
  */
 static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
 					  enum dma_data_direction dir)
@@ -134,11 +151,12 @@ static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
 	struct p2pgpu_exported *exp = attach->dmabuf->priv;
 	struct p2pgpu_bo *bo = exp->bo;
 	struct p2pgpu_dev *gpu = bo->gpu;
-	u64 g = 1ull << gpu->granule_shift;
-	struct scatterlist *sg = NULL;
-	unsigned int nsegs, mapped = 0;
+	u64 seg_max = max_t(u64, round_down(min_t(u64, dma_get_max_seg_size(attach->dev),
+						  SZ_2G), PAGE_SIZE), PAGE_SIZE);
+	unsigned int nsegs = 0, mapped = 0;
+	struct scatterlist *sg;
 	struct sg_table *sgt;
-	u64 off = 0;
+	u64 off, len;
 	int ret;
 
 	dma_resv_assert_held(&bo->resv);
@@ -149,19 +167,18 @@ static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
 	ret = p2pgpu_bo_pin_windows(bo);
 	if (ret)
 		goto err_unlock;
-	nsegs = gpu->mode == P2PGPU_APERTURE_DIRECT ? 1 :
-		(round_up(bo->vram_off + bo->size, g) - round_down(bo->vram_off, g)) / g;
+	for (off = 0; off < bo->size; off += p2pgpu_dmabuf_run(bo, off, seg_max))
+		nsegs++;
 	ret = sg_alloc_table(sgt, nsegs, GFP_KERNEL);
 	if (ret)
 		goto err_unpin;
 	sg = sgt->sgl;
-	while (off < bo->size) {
-		u64 vram = bo->vram_off + off, bar, len;
+	for (off = 0; off < bo->size; off += len) {
+		u64 bar;
 		dma_addr_t addr;
 
-		len = gpu->mode == P2PGPU_APERTURE_DIRECT ? bo->size :
-		      min(bo->size - off, round_down(vram, g) + g - vram);
-		p2pgpu_aperture_get(gpu, vram, false, &bar);	/* pinned: cannot fail */
+		len = p2pgpu_dmabuf_run(bo, off, seg_max);
+		p2pgpu_aperture_get(gpu, bo->vram_off + off, false, &bar); /* pinned: cannot fail */
 		addr = dma_map_resource(attach->dev, gpu->bar_phys + bar, len, dir,
 					DMA_ATTR_SKIP_CPU_SYNC);
 		if (dma_mapping_error(attach->dev, addr)) {
@@ -173,7 +190,6 @@ static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
 		sg_dma_len(sg) = len;
 		mapped++;
 		sg = sg_next(sg);
-		off += len;
 	}
 	sgt->nents = mapped;
 	bo->mapped++;
@@ -217,8 +233,7 @@ static void p2pgpu_dmabuf_release(struct dma_buf *dmabuf)
 	dma_resv_unlock(&bo->resv);
 	kfree(exp);
 	p2pgpu_bo_put(bo);
-	if (atomic_dec_and_test(&gpu->users))
-		wake_up(&gpu->users_wq);
+	p2pgpu_user_put(gpu);
 }
 
 static const struct dma_buf_ops p2pgpu_dmabuf_ops = {
@@ -455,6 +470,9 @@ int p2pgpu_dmabuf_import(struct p2pgpu_dev *gpu, struct xarray *imports,
 		}
 		att->sgt = sgt;
 		att->maps++;
+		/* As a dynamic importer must: the move that made us remap may still run. */
+		dma_resv_wait_timeout(dmabuf->resv, DMA_RESV_USAGE_KERNEL, false,
+				      MAX_SCHEDULE_TIMEOUT);
 	}
 	args->nents = att->sgt->nents;
 	ret = p2pgpu_import_slice(att->sgt, args->offset, args->size, &slice);

@@ -23,7 +23,7 @@
 #include <linux/pagemap.h>
 #include <linux/slab.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 #include "p2pgpu_compat.h"
 
 #define P2PGPU_POOL_BIAS	(1UL << 48)	/* gen_pool uses 0 for failure */
@@ -85,11 +85,14 @@ static void p2pgpu_hmm_page_free(struct page *page)
  * Copy each migrating page of @src to @dst (both migrate-pfn arrays) with the
  * engine.  System pages are DMA-mapped for the device; a missing source page
  * (never touched) is the zero page.  On failure nothing is installed: every
- * destination is dropped, so the migration leaves the sources in place.
+ * destination is dropped, so the migration leaves the sources in place;
+ * except with @must_install (eviction at remove, where the source pages are
+ * about to vanish), which installs zeroed pages instead: data lost, said so,
+ * but no process is left mapping device pages that remove then waits for.
  */
-static int p2pgpu_hmm_copy(struct p2pgpu_hmm *hmm, unsigned long *src,
-			   unsigned long *dst, unsigned long npages, bool to_dev,
-			   u32 *dev_status)
+static int __p2pgpu_hmm_copy(struct p2pgpu_hmm *hmm, unsigned long *src,
+			     unsigned long *dst, unsigned long npages, bool to_dev,
+			     bool must_install, u32 *dev_status)
 {
 	struct p2pgpu_dev *gpu = hmm->gpu;
 	struct device *dev = &gpu->pdev->dev;
@@ -110,7 +113,7 @@ static int p2pgpu_hmm_copy(struct p2pgpu_hmm *hmm, unsigned long *src,
 		struct page *dpage = migrate_pfn_to_page(dst[i]);
 		struct page *host;
 
-		if (!dpage)
+		if (!dpage || (!to_dev && !spage))
 			continue;
 		host = to_dev ? (spage ? spage : ZERO_PAGE(0)) : dpage;
 		dma[n] = dma_map_page(dev, host, 0, PAGE_SIZE, dir);
@@ -137,14 +140,25 @@ out:
 		for (i = 0; i < npages; i++) {
 			struct page *dpage = migrate_pfn_to_page(dst[i]);
 
-			if (dpage) {
-				unlock_page(dpage);
-				put_page(dpage);
+			if (!dpage)
+				continue;
+			if (must_install) {
+				clear_highpage(dpage);
+				continue;
 			}
+			unlock_page(dpage);
+			put_page(dpage);
 			dst[i] = 0;
 		}
 	}
 	return ret;
+}
+
+static int p2pgpu_hmm_copy(struct p2pgpu_hmm *hmm, unsigned long *src,
+			   unsigned long *dst, unsigned long npages, bool to_dev,
+			   u32 *dev_status)
+{
+	return __p2pgpu_hmm_copy(hmm, src, dst, npages, to_dev, false, dev_status);
 }
 
 /* Destination pages for migrating @src; stops quietly when memory runs out. */
@@ -158,6 +172,13 @@ static void p2pgpu_hmm_alloc_dst(struct p2pgpu_hmm *hmm, unsigned long *src,
 		struct page *dpage;
 
 		if (!(src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		/*
+		 * Back to system memory, an entry without a page is a hole
+		 * (never populated, or zapped): nothing of ours to bring home,
+		 * and a fresh zero page will fill it on the next touch.
+		 */
+		if (!to_dev && !migrate_pfn_to_page(src[i]))
 			continue;
 		if (to_dev) {
 			dpage = p2pgpu_hmm_alloc_page(hmm);
@@ -294,32 +315,37 @@ int p2pgpu_migrate(struct p2pgpu_dev *gpu, struct p2pgpu_migrate *m, bool to_dev
 	return ret;
 }
 
-/* Bring every device-private page home before the pages go away. */
+/*
+ * Bring every device-private page home before the pages go away, a batch at
+ * a time (memunmap_pages() would otherwise wait for them for ever).
+ */
 static void p2pgpu_hmm_evict_all(struct p2pgpu_hmm *hmm)
 {
-	unsigned long *src, *dst, i;
+	unsigned long src[P2PGPU_MIGRATE_BATCH], dst[P2PGPU_MIGRATE_BATCH];
+	unsigned long first, i, n;
 	u32 dev_status = 0;
 
-	src = kvcalloc(hmm->npages, sizeof(*src), GFP_KERNEL | __GFP_NOFAIL);
-	dst = kvcalloc(hmm->npages, sizeof(*dst), GFP_KERNEL | __GFP_NOFAIL);
-	migrate_device_range(src, hmm->pfn_first, hmm->npages);
-	for (i = 0; i < hmm->npages; i++) {
-		struct page *dpage;
+	for (first = 0; first < hmm->npages; first += n) {
+		n = min_t(unsigned long, P2PGPU_MIGRATE_BATCH, hmm->npages - first);
+		memset(src, 0, sizeof(src));
+		memset(dst, 0, sizeof(dst));
+		migrate_device_range(src, hmm->pfn_first + first, n);
+		for (i = 0; i < n; i++) {
+			struct page *dpage;
 
-		if (!(src[i] & MIGRATE_PFN_MIGRATE))
-			continue;
-		dpage = alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL);
-		lock_page(dpage);
-		dst[i] = migrate_pfn(page_to_pfn(dpage));
+			if (!(src[i] & MIGRATE_PFN_MIGRATE))
+				continue;
+			dpage = alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL);
+			lock_page(dpage);
+			dst[i] = migrate_pfn(page_to_pfn(dpage));
+		}
+		if (__p2pgpu_hmm_copy(hmm, src, dst, n, false, true, &dev_status))
+			dev_err(&hmm->gpu->pdev->dev,
+				"device-private pages zeroed on remove: copy failed (status %u)\n",
+				dev_status);
+		migrate_device_pages(src, dst, n);
+		migrate_device_finalize(src, dst, n);
 	}
-	if (p2pgpu_hmm_copy(hmm, src, dst, hmm->npages, false, &dev_status))
-		dev_err(&hmm->gpu->pdev->dev,
-			"device-private pages lost on remove: copy failed (status %u)\n",
-			dev_status);
-	migrate_device_pages(src, dst, hmm->npages);
-	migrate_device_finalize(src, dst, hmm->npages);
-	kvfree(src);
-	kvfree(dst);
 }
 
 int p2pgpu_hmm_init(struct p2pgpu_dev *gpu)

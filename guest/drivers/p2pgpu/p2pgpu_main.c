@@ -15,7 +15,7 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static DEFINE_IDA(p2pgpu_ida);
 
@@ -146,6 +146,11 @@ static int p2pgpu_check_device(struct p2pgpu_dev *gpu)
 		dev_err(dev, "capabilities %#x lack %#x\n", caps, need);
 		return -ENODEV;
 	}
+	gpu->granule_shift = p2pgpu_rd(gpu, P2P_GPU_REG_APER_GRANULE_SHIFT);
+	if (gpu->granule_shift < PAGE_SHIFT || gpu->granule_shift > 36) {
+		dev_err(dev, "aperture granule of 2^%u bytes\n", gpu->granule_shift);
+		return -ENODEV;
+	}
 	gpu->vram_size = p2pgpu_rd64(gpu, P2P_GPU_REG_VRAM_SIZE);
 	gpu->bar_size = p2pgpu_rd64(gpu, P2P_GPU_REG_BAR2_SIZE);
 	gpu->bar_phys = pci_resource_start(gpu->pdev, P2P_GPU_APERTURE_BAR);
@@ -169,6 +174,9 @@ static int p2pgpu_probe(struct pci_dev *pdev, const struct pci_device_id *ent)
 		return -ENOMEM;
 	gpu->pdev = pdev;
 	mutex_init(&gpu->mm_lock);
+	/* Before the interrupt handlers can run. */
+	mutex_init(&gpu->ce.lock);
+	init_waitqueue_head(&gpu->ce.wq);
 	INIT_LIST_HEAD(&gpu->lru);
 	xa_init_flags(&gpu->bos, XA_FLAGS_ALLOC1);
 	pci_set_drvdata(pdev, gpu);

@@ -15,7 +15,7 @@
  */
 #include <linux/pci-p2pdma.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 /*
  * A fresh pool allocates first-fit from its start, so allocating the p2pmem

@@ -12,7 +12,7 @@
 #include <linux/pci.h>
 #include <linux/sizes.h>
 
-#include "p2pgpu.h"
+#include "p2pgpu_drv.h"
 
 static int max_bar_mb;
 module_param(max_bar_mb, int, 0444);

@@ -166,7 +166,11 @@ struct p2pgpu_export {
 };
 
 /* struct p2pgpu_import.flags */
-#define P2PGPU_IMPORT_PINNED	(1u << 0)	/* static attach: pin, no move_notify */
+/*
+ * Pin the attachment (a dynamic attach, then dma_buf_pin(), as
+ * ib_umem_dmabuf_get_pinned() does): the exporter keeps the buffer in place.
+ */
+#define P2PGPU_IMPORT_PINNED	(1u << 0)
 
 /**
  * struct p2pgpu_import - attach this GPU as a test importer of a dma-buf

@@ -8,8 +8,8 @@
  * Aperture eviction runs under mm_lock: it only takes windows that no
  * dma-buf mapping pins, and revokes CPU mappings, which need no resv.
  */
-#ifndef P2PGPU_H
-#define P2PGPU_H
+#ifndef P2PGPU_DRV_H
+#define P2PGPU_DRV_H
 
 #include <linux/atomic.h>
 #include <linux/dma-resv.h>
@@ -38,8 +38,10 @@ struct inode;
  */
 struct p2pgpu_stats {
 	atomic64_t resize_attempts;	/* pci_resize_resource() calls */
-	atomic64_t resizes;		/* BAR2 size changes: ours, and the PCI
-					 * core's ReBAR restores after a reset */
+	atomic64_t resizes;		/* BAR2 size changes: ours, and the
+					 * PCI core's ReBAR restores after a
+					 * reset
+					 */
 	atomic64_t resets;		/* FLRs and other resets the driver rode out */
 	atomic64_t aperture_maps;	/* MAP commands the device accepted */
 	atomic64_t aperture_unmaps;	/* UNMAP commands the device accepted */
@@ -97,7 +99,6 @@ struct p2pgpu_dev {
 	struct miscdevice misc;
 	struct inode *inode;		/* address space of all BO mmaps */
 	atomic_t users;			/* open files and live dma-bufs */
-	wait_queue_head_t users_wq;
 
 	u64 vram_size;
 	u64 bar_size;
@@ -173,14 +174,14 @@ bool p2pgpu_bar_to_vram(struct p2pgpu_dev *gpu, phys_addr_t phys, u64 *vram_off)
 int p2pgpu_vram_init(struct p2pgpu_dev *gpu);
 void p2pgpu_vram_fini(struct p2pgpu_dev *gpu);
 struct p2pgpu_bo *p2pgpu_bo_create(struct p2pgpu_dev *gpu, u64 size);
-struct p2pgpu_bo *p2pgpu_bo_lookup(struct p2pgpu_dev *gpu, u32 id);
 void p2pgpu_bo_put(struct p2pgpu_bo *bo);
 void p2pgpu_bo_revoke(struct p2pgpu_bo *bo, u64 off, u64 len);
 int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status);
 u64 p2pgpu_bo_mmap_offset(const struct p2pgpu_bo *bo);
 void p2pgpu_revoke_vram(struct p2pgpu_dev *gpu, u64 vram_off, u64 len);
 extern const struct vm_operations_struct p2pgpu_bo_vm_ops;
-int p2pgpu_bo_mmap(struct p2pgpu_dev *gpu, struct vm_area_struct *vma);
+u32 p2pgpu_bo_mmap_id(unsigned long pgoff);
+int p2pgpu_bo_mmap(struct p2pgpu_bo *bo, struct vm_area_struct *vma);
 
 /* p2pgpu_ce.c */
 int p2pgpu_ce_init(struct p2pgpu_dev *gpu);
@@ -228,10 +229,11 @@ void p2pgpu_debugfs_root_fini(void);
 /* p2pgpu_cdev.c */
 int p2pgpu_cdev_init(struct p2pgpu_dev *gpu);
 void p2pgpu_cdev_fini(struct p2pgpu_dev *gpu);
+void p2pgpu_user_put(struct p2pgpu_dev *gpu);
 int p2pgpu_fs_init(void);
 void p2pgpu_fs_fini(void);
 
 /* errno for a copy-engine status code */
 int p2pgpu_ce_errno(u32 code);
 
-#endif /* P2PGPU_H */
+#endif /* P2PGPU_DRV_H */

@@ -610,7 +610,7 @@ static int case_dmabuf(void)
 {
 	const size_t sz = 3 * MiB + 8192;	/* crosses granules */
 	bool allowed = !strcmp(p2p_expect, "allowed");
-	int importer = gpu, peer = -1, ret = -1, dfd = -1, dfd2 = -1;
+	int importer, peer, ret = -1, dfd = -1, dfd2 = -1;
 	struct p2pgpu_alloc a, b;
 	struct p2pgpu_export ex = { 0 };
 	struct p2pgpu_import im;
@@ -618,10 +618,15 @@ static int case_dmabuf(void)
 	unsigned char *src, *chk;
 	long long mn0 = counter("move_notifies");
 
-	if (peer_path) {
-		peer = open(peer_path, O_RDWR);
-		CHECK(peer >= 0, "%s: %s", peer_path, strerror(errno));
-	}
+	/*
+	 * The importer is a second GPU: a GPU importing its own BO gets bus
+	 * addresses from 6.19's P2PDMA helper (same device, no host bridge),
+	 * which QEMU's vIOMMU translates like any other DMA and so refuses.
+	 */
+	CHECK(peer_path, "give --peer: the importer is a second p2pgpu");
+	peer = open(peer_path, O_RDWR);
+	CHECK(peer >= 0, "%s: %s", peer_path, strerror(errno));
+	importer = peer;
 	src = xmalloc_pages(sz);
 	chk = xmalloc_pages(sz);
 	CHECK(!bo_alloc(gpu, sz, &a), "ALLOC: %s", strerror(errno));
@@ -635,27 +640,29 @@ static int case_dmabuf(void)
 		goto out;
 	}
 	dfd = ex.fd;
-	if (peer >= 0) {
-		if (bo_alloc(peer, sz, &b))
-			goto out;
+	if (bo_alloc(peer, sz, &b))
+		goto out;
+	if (!allowed) {
+		/* Refused at attach, and the exporter is none the worse. */
 		ret = import(peer, dfd, 0, b.handle, sz, &im);
 		printf("# peer import: %s\n", ret ? strerror(errno) : "ok");
-		if (!allowed) {
-			if (ret != -1 || errno != EREMOTEIO) {
-				snprintf(fail_msg, sizeof(fail_msg), "peer import where P2P is refused: %s",
-					 ret ? strerror(errno) : "succeeded");
-				ret = -1;
-				goto out;
-			}
-			/* The move_notify flow still runs, with the GPU importing itself. */
-			bo_free(peer, b.handle);
-		} else {
-			importer = peer;
+		if (ret != -1 || errno != EREMOTEIO) {
+			snprintf(fail_msg, sizeof(fail_msg), "peer import where P2P is refused: %s",
+				 ret ? strerror(errno) : "succeeded");
+			ret = -1;
+			goto out;
 		}
 		ret = -1;
-	}
-	if (importer == gpu && bo_alloc(gpu, sz, &b))
+		if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) ||
+		    bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
+		    memcmp(src, chk, sz)) {
+			snprintf(fail_msg, sizeof(fail_msg), "the exported BO after a refused attach: %s",
+				 strerror(errno));
+			goto out;
+		}
+		ret = 0;
 		goto out;
+	}
 	if (import(importer, dfd, 0, b.handle, sz, &im)) {
 		snprintf(fail_msg, sizeof(fail_msg), "IMPORT: %s (device status %u)", strerror(errno),
 			 im.dev_status);
@@ -665,8 +672,7 @@ static int case_dmabuf(void)
 		snprintf(fail_msg, sizeof(fail_msg), "importer read wrong bytes through the dma-buf");
 		goto out;
 	}
-	printf("# imported through %u DMA segments by %s\n", im.nents,
-	       importer == gpu ? "the exporter itself" : peer_path);
+	printf("# imported through %u DMA segments by %s\n", im.nents, peer_path);
 	/* A move tells the dynamic importer, which maps again on next use. */
 	if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e)) {
 		snprintf(fail_msg, sizeof(fail_msg), "EVICT MOVE of an exported BO: %s", strerror(errno));

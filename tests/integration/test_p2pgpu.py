@@ -6,6 +6,8 @@
   lockdep, KASAN and kmemleak stay quiet through ten unload/load cycles.
 - ``p2pgpu-p2p-refused`` (P2PDMA refuses the path; a resize that falls back)
   and ``p2pgpu-small-bar`` under virtio-iommu, on the release kernels.
+- ``p2pgpu-dmabuf-helper-bug``, the pin of a 7.2 kernel bug, on the release
+  kernels that have the helper (6.19 and later).
 
 One CLI run per kernel, all started together: the release kernels' VMs are
 short, and the debug kernel's pair is the long pole.
@@ -32,6 +34,16 @@ TEST_KERNELS = os.environ.get("P2PLAB_TEST_KERNELS", "7.2 6.12 7.2-debug").split
 RUN_TIMEOUT = 1800
 EVERYWHERE = ("p2pgpu-driver", "p2pgpu-small-bar")
 RELEASE_ONLY = ("p2pgpu-p2p-refused", "p2pgpu-small-bar-virtio-iommu")
+HELPER_BUG = "p2pgpu-dmabuf-helper-bug"
+
+
+def _names(kernel: str) -> tuple[str, ...]:
+    """The scenarios this kernel runs."""
+    built = kernels.resolve(kernel)
+    if built.debug:
+        return EVERYWHERE
+    major, minor = (int(x) for x in built.info["release"].split(".")[:2])
+    return EVERYWHERE + RELEASE_ONLY + ((HELPER_BUG,) if (major, minor) >= (6, 19) else ())
 
 
 def _virtio_variant(dest: Path) -> Path:
@@ -72,9 +84,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     virtio = _virtio_variant(tmp_path_factory.mktemp("p2pgpu-scenarios"))
     started: dict[str, Run] = {}
     for kernel in TEST_KERNELS:
-        files = [f"scenarios/{n}.yaml" for n in EVERYWHERE]
-        if not kernels.resolve(kernel).debug:
-            files += ["scenarios/p2pgpu-p2p-refused.yaml", str(virtio)]
+        files = [str(virtio) if n.endswith("virtio-iommu") else f"scenarios/{n}.yaml"
+                 for n in _names(kernel)]
         d = tmp_path_factory.mktemp(f"p2pgpu-{kernel}")
         cmd = orchestrator_cmd("run", *files, "--kernel", kernel, "--keep-going",
                                "--artifacts", str(d), "--json", str(d / "results.json"))
@@ -90,11 +101,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
 
 
 def _cases() -> list[tuple[str, str]]:
-    out = []
-    for kernel in TEST_KERNELS:
-        names = EVERYWHERE if kernels.resolve(kernel).debug else EVERYWHERE + RELEASE_ONLY
-        out += [(kernel, name) for name in names]
-    return out
+    return [(kernel, name) for kernel in TEST_KERNELS for name in _names(kernel)]
 
 
 @pytest.mark.parametrize(("kernel", "name"), _cases())

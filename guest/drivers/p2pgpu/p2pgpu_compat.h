@@ -44,6 +44,15 @@ static inline void p2pgpu_zone_device_page_init(struct page *page,
 }
 #endif
 
+/*
+ * 6.19: P2PDMA providers without struct pages, and the dma-buf helper that
+ * maps MMIO ranges of one for an importer (bus address or IOVA).
+ */
+#if KERNEL_VERSION(6, 19, 0) <= LINUX_VERSION_CODE
+#define P2PGPU_HAVE_DMA_BUF_PHYS_VEC 1
+#include <linux/dma-buf-mapping.h>
+#endif
+
 /* 7.1: move_notify became invalidate_mappings, with a bounded-time contract. */
 #if KERNEL_VERSION(7, 1, 0) <= LINUX_VERSION_CODE
 #define p2pgpu_dma_buf_notify dma_buf_invalidate_mappings

@@ -111,6 +111,157 @@ static void p2pgpu_dmabuf_unpin(struct dma_buf_attachment *attach)
 	mutex_unlock(&gpu->mm_lock);
 }
 
+/*
+ * The length of the run of @bo at @off that is contiguous in BAR2 (the rest
+ * of the BO in direct mode, at most the rest of the granule when windowed),
+ * capped at @seg_max.
+ */
+static u64 p2pgpu_dmabuf_run(struct p2pgpu_bo *bo, u64 off, u64 seg_max)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 g = 1ull << gpu->granule_shift, vram = bo->vram_off + off;
+	u64 len = bo->size - off;
+
+	if (gpu->mode == P2PGPU_APERTURE_WINDOWED)
+		len = min(len, round_down(vram, g) + g - vram);
+	return min(len, seg_max);
+}
+
+/* The largest DMA segment the importer takes, within sg's 32-bit lengths. */
+static u64 p2pgpu_dmabuf_seg_max(struct dma_buf_attachment *attach)
+{
+	u64 max = min_t(u64, dma_get_max_seg_size(attach->dev), SZ_2G);
+
+	return max_t(u64, round_down(max, PAGE_SIZE), PAGE_SIZE);
+}
+
+#ifdef P2PGPU_HAVE_DMA_BUF_PHYS_VEC
+/*
+ * The P2P-aware way: dma_buf_phys_vec_to_sgt() asks P2PDMA how the importer
+ * reaches BAR2 (pci_p2pdma_map_type() is not exported) and gives bus
+ * addresses under a common switch, IOVAs of the importer's IOMMU through the
+ * host bridge, nothing where P2PDMA refuses.
+ *
+ * 7.2.13's helper links every range at IOVA offset 0 (dma_iova_link(...,
+ * paddr, 0, len, ...)), so with an IOMMU a call with more than one range
+ * fails with -EADDRINUSE: a windowed BO across granules.  The driver calls it
+ * once per range and gathers the results; dmabuf_one_call=1 makes one call
+ * for all ranges, to reproduce the bug or to test a fix.
+ */
+static bool dmabuf_one_call;
+module_param(dmabuf_one_call, bool, 0444);
+MODULE_PARM_DESC(dmabuf_one_call,
+		 "Map a dma-buf with one dma_buf_phys_vec_to_sgt() call for all its ranges");
+
+/* What the importer gets, and the helper's per-range tables behind it. */
+struct p2pgpu_dmabuf_sgt {
+	struct sg_table sgt;
+	unsigned int nparts;
+	struct sg_table *part[] __counted_by(nparts);
+};
+
+static void p2pgpu_dmabuf_free_parts(struct dma_buf_attachment *attach,
+				     struct p2pgpu_dmabuf_sgt *m,
+				     enum dma_data_direction dir)
+{
+	unsigned int i;
+
+	for (i = 0; i < m->nparts; i++)
+		if (!IS_ERR_OR_NULL(m->part[i]))
+			dma_buf_free_sgt(attach, m->part[i], dir);
+	kfree(m);
+}
+
+static struct sg_table *p2pgpu_dmabuf_map_parts(struct dma_buf_attachment *attach,
+						struct p2pgpu_bo *bo, struct phys_vec *vec,
+						unsigned int n, enum dma_data_direction dir)
+{
+	struct p2pgpu_dmabuf_sgt *m;
+	struct scatterlist *sg, *out;
+	unsigned int i, j, nents = 0;
+	int ret;
+
+	m = kzalloc(struct_size(m, part, n), GFP_KERNEL);
+	if (!m)
+		return ERR_PTR(-ENOMEM);
+	m->nparts = n;
+	for (i = 0; i < n; i++) {
+		m->part[i] = dma_buf_phys_vec_to_sgt(attach, bo->gpu->provider, &vec[i], 1,
+						     vec[i].len, dir);
+		if (IS_ERR(m->part[i])) {
+			ret = PTR_ERR(m->part[i]);
+			goto err;
+		}
+		nents += m->part[i]->nents;
+	}
+	ret = sg_alloc_table(&m->sgt, nents, GFP_KERNEL);
+	if (ret)
+		goto err;
+	out = m->sgt.sgl;
+	for (i = 0; i < n; i++) {
+		for_each_sgtable_dma_sg(m->part[i], sg, j) {
+			sg_dma_address(out) = sg_dma_address(sg);
+			sg_dma_len(out) = sg_dma_len(sg);
+			out = sg_next(out);
+		}
+	}
+	m->sgt.orig_nents = 0;	/* DMA addresses only, as the helper's */
+	return &m->sgt;
+
+err:
+	p2pgpu_dmabuf_free_parts(attach, m, dir);
+	return ERR_PTR(ret);
+}
+
+static struct sg_table *p2pgpu_dmabuf_map_ranges(struct dma_buf_attachment *attach,
+						 struct p2pgpu_bo *bo,
+						 enum dma_data_direction dir)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	u64 seg_max = p2pgpu_dmabuf_seg_max(attach);
+	struct phys_vec *vec;
+	struct sg_table *sgt;
+	unsigned int n = 0;
+	u64 off, len, bar;
+
+	for (off = 0; off < bo->size; off += p2pgpu_dmabuf_run(bo, off, seg_max))
+		n++;
+	vec = kcalloc(n, sizeof(*vec), GFP_KERNEL);
+	if (!vec)
+		return ERR_PTR(-ENOMEM);
+	for (off = 0, n = 0; off < bo->size; off += len, n++) {
+		len = p2pgpu_dmabuf_run(bo, off, seg_max);
+		p2pgpu_aperture_get(gpu, bo->vram_off + off, false, &bar); /* pinned */
+		vec[n].paddr = gpu->bar_phys + bar;
+		vec[n].len = len;
+	}
+	if (dmabuf_one_call)
+		sgt = dma_buf_phys_vec_to_sgt(attach, gpu->provider, vec, n, bo->size, dir);
+	else
+		sgt = p2pgpu_dmabuf_map_parts(attach, bo, vec, n, dir);
+	kfree(vec);
+	return sgt;
+}
+
+static void p2pgpu_dmabuf_unmap_ranges(struct dma_buf_attachment *attach,
+				       struct sg_table *sgt, enum dma_data_direction dir)
+{
+	struct p2pgpu_dmabuf_sgt *m;
+
+	if (dmabuf_one_call) {
+		dma_buf_free_sgt(attach, sgt, dir);
+		return;
+	}
+	m = container_of(sgt, struct p2pgpu_dmabuf_sgt, sgt);
+	sg_free_table(&m->sgt);
+	p2pgpu_dmabuf_free_parts(attach, m, dir);
+}
+#else
+/*
+ * Before the P2PDMA provider API (6.19), as amdgpu does: each BAR2 run mapped
+ * for the importer with dma_map_resource(), through its IOMMU, in segments
+ * its DMA parameters allow (sg lengths are 32-bit).
+ */
 static void p2pgpu_sgt_unmap(struct device *dev, struct sg_table *sgt,
 			     unsigned int n, enum dma_data_direction dir)
 {
@@ -125,60 +276,32 @@ static void p2pgpu_sgt_unmap(struct device *dev, struct sg_table *sgt,
 	}
 }
 
-/*
- * The length of the run of @bo at @off that is contiguous in BAR2 (the rest
- * of the BO in direct mode, at most the rest of the granule when windowed),
- * capped at what one segment of the importer takes.
- */
-static u64 p2pgpu_dmabuf_run(struct p2pgpu_bo *bo, u64 off, u64 seg_max)
+static struct sg_table *p2pgpu_dmabuf_map_ranges(struct dma_buf_attachment *attach,
+						 struct p2pgpu_bo *bo,
+						 enum dma_data_direction dir)
 {
 	struct p2pgpu_dev *gpu = bo->gpu;
-	u64 g = 1ull << gpu->granule_shift, vram = bo->vram_off + off;
-	u64 len = bo->size - off;
-
-	if (gpu->mode == P2PGPU_APERTURE_WINDOWED)
-		len = min(len, round_down(vram, g) + g - vram);
-	return min(len, seg_max);
-}
-
-/*
- * One DMA segment per run of the BO that is contiguous in BAR2 and fits the
- * importer's segment limit (sg lengths are 32-bit).
- */
-static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
-					  enum dma_data_direction dir)
-{
-	struct p2pgpu_exported *exp = attach->dmabuf->priv;
-	struct p2pgpu_bo *bo = exp->bo;
-	struct p2pgpu_dev *gpu = bo->gpu;
-	u64 seg_max = max_t(u64, round_down(min_t(u64, dma_get_max_seg_size(attach->dev),
-						  SZ_2G), PAGE_SIZE), PAGE_SIZE);
+	u64 seg_max = p2pgpu_dmabuf_seg_max(attach);
 	unsigned int nsegs = 0, mapped = 0;
 	struct scatterlist *sg;
 	struct sg_table *sgt;
-	u64 off, len;
+	u64 off, len, bar;
 	int ret;
 
-	dma_resv_assert_held(&bo->resv);
 	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
-	mutex_lock(&gpu->mm_lock);
-	ret = p2pgpu_bo_pin_windows(bo);
-	if (ret)
-		goto err_unlock;
 	for (off = 0; off < bo->size; off += p2pgpu_dmabuf_run(bo, off, seg_max))
 		nsegs++;
 	ret = sg_alloc_table(sgt, nsegs, GFP_KERNEL);
 	if (ret)
-		goto err_unpin;
+		goto err_free;
 	sg = sgt->sgl;
 	for (off = 0; off < bo->size; off += len) {
-		u64 bar;
 		dma_addr_t addr;
 
 		len = p2pgpu_dmabuf_run(bo, off, seg_max);
-		p2pgpu_aperture_get(gpu, bo->vram_off + off, false, &bar); /* pinned: cannot fail */
+		p2pgpu_aperture_get(gpu, bo->vram_off + off, false, &bar); /* pinned */
 		addr = dma_map_resource(attach->dev, gpu->bar_phys + bar, len, dir,
 					DMA_ATTR_SKIP_CPU_SYNC);
 		if (dma_mapping_error(attach->dev, addr)) {
@@ -192,19 +315,49 @@ static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
 		sg = sg_next(sg);
 	}
 	sgt->nents = mapped;
-	bo->mapped++;
-	mutex_unlock(&gpu->mm_lock);
 	return sgt;
 
 err_map:
 	p2pgpu_sgt_unmap(attach->dev, sgt, mapped, dir);
 	sg_free_table(sgt);
-err_unpin:
-	p2pgpu_bo_unpin_windows(bo);
-err_unlock:
-	mutex_unlock(&gpu->mm_lock);
+err_free:
 	kfree(sgt);
 	return ERR_PTR(ret);
+}
+
+static void p2pgpu_dmabuf_unmap_ranges(struct dma_buf_attachment *attach,
+				       struct sg_table *sgt, enum dma_data_direction dir)
+{
+	p2pgpu_sgt_unmap(attach->dev, sgt, sgt->nents, dir);
+	sg_free_table(sgt);
+	kfree(sgt);
+}
+#endif
+
+/* The BO's windows stay pinned while the importer holds the mapping. */
+static struct sg_table *p2pgpu_dmabuf_map(struct dma_buf_attachment *attach,
+					  enum dma_data_direction dir)
+{
+	struct p2pgpu_exported *exp = attach->dmabuf->priv;
+	struct p2pgpu_bo *bo = exp->bo;
+	struct p2pgpu_dev *gpu = bo->gpu;
+	struct sg_table *sgt;
+	int ret;
+
+	dma_resv_assert_held(&bo->resv);
+	mutex_lock(&gpu->mm_lock);
+	ret = p2pgpu_bo_pin_windows(bo);
+	if (ret) {
+		mutex_unlock(&gpu->mm_lock);
+		return ERR_PTR(ret);
+	}
+	sgt = p2pgpu_dmabuf_map_ranges(attach, bo, dir);
+	if (IS_ERR(sgt))
+		p2pgpu_bo_unpin_windows(bo);
+	else
+		bo->mapped++;
+	mutex_unlock(&gpu->mm_lock);
+	return sgt;
 }
 
 static void p2pgpu_dmabuf_unmap(struct dma_buf_attachment *attach,
@@ -213,9 +366,7 @@ static void p2pgpu_dmabuf_unmap(struct dma_buf_attachment *attach,
 	struct p2pgpu_exported *exp = attach->dmabuf->priv;
 	struct p2pgpu_dev *gpu = exp->bo->gpu;
 
-	p2pgpu_sgt_unmap(attach->dev, sgt, sgt->nents, dir);
-	sg_free_table(sgt);
-	kfree(sgt);
+	p2pgpu_dmabuf_unmap_ranges(attach, sgt, dir);
 	mutex_lock(&gpu->mm_lock);
 	p2pgpu_bo_unpin_windows(exp->bo);
 	exp->bo->mapped--;

@@ -28,6 +28,7 @@
 #include "uapi/p2pgpu.h"
 
 struct dma_buf;
+struct p2pdma_provider;
 struct dentry;
 struct inode;
 
@@ -112,6 +113,7 @@ struct p2pgpu_dev {
 	u64 bo_off, bo_size;
 	struct gen_pool *vram;		/* BO allocator over [bo_off, +bo_size) */
 	void *p2pmem_reserve;		/* direct mode: BO part taken from p2pdma */
+	struct p2pdma_provider *provider; /* BAR2's, where the kernel has them */
 	size_t p2pmem_reserve_size;
 
 	/* Everything below is under mm_lock: BO placement and the aperture. */

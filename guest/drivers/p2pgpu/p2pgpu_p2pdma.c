@@ -16,6 +16,7 @@
 #include <linux/pci-p2pdma.h>
 
 #include "p2pgpu_drv.h"
+#include "p2pgpu_compat.h"
 
 /*
  * A fresh pool allocates first-fit from its start, so allocating the p2pmem
@@ -51,6 +52,15 @@ int p2pgpu_p2pdma_init(struct p2pgpu_dev *gpu)
 	bool direct = gpu->mode == P2PGPU_APERTURE_DIRECT;
 	int ret;
 
+#ifdef P2PGPU_HAVE_DMA_BUF_PHYS_VEC
+	/* The provider dma-buf mappings go through, p2pmem or not. */
+	ret = pcim_p2pdma_init(pdev);
+	if (ret)
+		return ret;
+	gpu->provider = pcim_p2pdma_provider(pdev, P2P_GPU_APERTURE_BAR);
+	if (!gpu->provider)
+		return -EOPNOTSUPP;
+#endif
 	if (!gpu->p2pmem_size)
 		return 0;
 	/* p2pmem sits at VRAM offset 0: BAR2 offset 0 in both modes. */

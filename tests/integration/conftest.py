@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,41 @@ def pid_alive(pid: int) -> bool:
 def qemu_pids(run_root: Path) -> list[int]:
     """The QEMU pids recorded in every run directory under ``run_root``."""
     return [int(p.read_text()) for p in run_root.rglob("qemu.pid")]
+
+
+@dataclass
+class BackgroundRun:
+    """One CLI run started in the background for one kernel, waited for on demand."""
+
+    kernel: str
+    dir: Path  # its --artifacts directory
+    proc: subprocess.Popen[str]
+    timeout: float
+    result: tuple[int, str] | None = None
+
+    @classmethod
+    def start(cls, kernel: str, dir: Path, timeout: float, *args: str) -> BackgroundRun:
+        proc = subprocess.Popen(orchestrator_cmd(*args), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        return cls(kernel, dir, proc, timeout)
+
+    def wait(self) -> tuple[int, str]:
+        """Exit status and output (stdout and stderr together)."""
+        if self.result is None:
+            out, _ = self.proc.communicate(timeout=self.timeout)
+            self.result = (self.proc.returncode, out)
+        return self.result
+
+
+def stop_runs(runs: Iterable[BackgroundRun]) -> None:
+    """Kill runs still going, then fail if any QEMU they started survived."""
+    runs = list(runs)
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
+    alive = [pid for run in runs for pid in qemu_pids(run.dir) if pid_alive(pid)]
+    assert not alive, f"QEMU processes survived: {alive}"
 
 
 @pytest.fixture

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from orchestrator import kernels
 
-from .conftest import REPO, orchestrator_cmd, pid_alive, qemu_pids
+from .conftest import BackgroundRun, stop_runs
 
 TEST_KERNELS = os.environ.get("P2PLAB_TEST_KERNELS", "7.2 6.12 7.2-debug").split()
 RUN_TIMEOUT = 2400
@@ -39,20 +37,6 @@ EXCLUDED_DEBUG: dict[str, set[str]] = {
 }
 
 
-@dataclass
-class Run:
-    kernel: str
-    dir: Path
-    proc: subprocess.Popen[str]
-    result: tuple[int, str] | None = None
-
-    def wait(self) -> tuple[int, str]:
-        if self.result is None:
-            out, _ = self.proc.communicate(timeout=RUN_TIMEOUT)
-            self.result = (self.proc.returncode, out)
-        return self.result
-
-
 class Runs:
     """The runs of this module: the release kernels' start together at once; a
     debug kernel's starts alone once they are done, because hmm-tests' harness
@@ -61,22 +45,21 @@ class Runs:
 
     def __init__(self, tmp: pytest.TempPathFactory) -> None:
         self.tmp = tmp
-        self.started: dict[str, Run] = {}
+        self.started: dict[str, BackgroundRun] = {}
         for kernel in TEST_KERNELS:
             if not kernels.resolve(kernel).debug:
                 self._start(kernel)
 
-    def _start(self, kernel: str) -> Run:
+    def _start(self, kernel: str) -> BackgroundRun:
         d = self.tmp.mktemp(f"hmm-{kernel}")
-        cmd = orchestrator_cmd("run", "scenarios/hmm-selftest.yaml", "--kernel", kernel,
-                               "--artifacts", str(d), "--json", str(d / "results.json"),
-                               "--junit", str(d / "junit.xml"))
-        run = Run(kernel, d, subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True))
+        run = BackgroundRun.start(kernel, d, RUN_TIMEOUT, "run", "scenarios/hmm-selftest.yaml",
+                                  "--kernel", kernel, "--artifacts", str(d),
+                                  "--json", str(d / "results.json"),
+                                  "--junit", str(d / "junit.xml"))
         self.started[kernel] = run
         return run
 
-    def get(self, kernel: str) -> Run:
+    def get(self, kernel: str) -> BackgroundRun:
         if kernel not in self.started:
             for other in list(self.started.values()):
                 other.wait()
@@ -88,13 +71,7 @@ class Runs:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     all_runs = Runs(tmp_path_factory)
     yield all_runs
-    for run in all_runs.started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-    alive = [pid for run in all_runs.started.values() for pid in qemu_pids(run.dir)
-             if pid_alive(pid)]
-    assert not alive, f"QEMU processes survived: {alive}"
+    stop_runs(all_runs.started.values())
 
 
 @pytest.mark.parametrize("kernel", TEST_KERNELS)

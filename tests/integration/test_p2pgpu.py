@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import yaml
 
 from orchestrator import kernels
 
-from .conftest import REPO, orchestrator_cmd, pid_alive, qemu_pids
+from .conftest import REPO, BackgroundRun, stop_runs
 
 TEST_KERNELS = os.environ.get("P2PLAB_TEST_KERNELS", "7.2 6.12 7.2-debug").split()
 RUN_TIMEOUT = 1800
@@ -58,46 +56,28 @@ def _virtio_variant(dest: Path) -> Path:
     return path
 
 
-@dataclass
-class Run:
-    kernel: str
-    dir: Path
-    proc: subprocess.Popen[str]
-    result: tuple[int, str] | None = None
-
-    def wait(self) -> tuple[int, str]:
-        if self.result is None:
-            out, _ = self.proc.communicate(timeout=RUN_TIMEOUT)
-            self.result = (self.proc.returncode, out)
-        return self.result
-
-    def scenario(self, name: str) -> dict[str, Any]:
-        data = json.loads((self.dir / "results.json").read_text())
-        found = [sc for sc in data["scenarios"] if sc["name"] == name]
-        assert found, f"{name} did not run on {self.kernel}"
-        sc: dict[str, Any] = found[0]
-        return sc
+def _scenario(run: BackgroundRun, name: str) -> dict[str, Any]:
+    """One scenario's entry in a run's results.json."""
+    data = json.loads((run.dir / "results.json").read_text())
+    found = [sc for sc in data["scenarios"] if sc["name"] == name]
+    assert found, f"{name} did not run on {run.kernel}"
+    sc: dict[str, Any] = found[0]
+    return sc
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, BackgroundRun]]:
     virtio = _virtio_variant(tmp_path_factory.mktemp("p2pgpu-scenarios"))
-    started: dict[str, Run] = {}
+    started: dict[str, BackgroundRun] = {}
     for kernel in TEST_KERNELS:
         files = [str(virtio) if n.endswith("virtio-iommu") else f"scenarios/{n}.yaml"
                  for n in _names(kernel)]
         d = tmp_path_factory.mktemp(f"p2pgpu-{kernel}")
-        cmd = orchestrator_cmd("run", *files, "--kernel", kernel, "--keep-going",
-                               "--artifacts", str(d), "--json", str(d / "results.json"))
-        started[kernel] = Run(kernel, d, subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        started[kernel] = BackgroundRun.start(
+            kernel, d, RUN_TIMEOUT, "run", *files, "--kernel", kernel, "--keep-going",
+            "--artifacts", str(d), "--json", str(d / "results.json"))
     yield started
-    for run in started.values():
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-    alive = [pid for run in started.values() for pid in qemu_pids(run.dir) if pid_alive(pid)]
-    assert not alive, f"QEMU processes survived: {alive}"
+    stop_runs(started.values())
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -105,11 +85,11 @@ def _cases() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("kernel", "name"), _cases())
-def test_p2pgpu_scenario(kernel: str, name: str, runs: dict[str, Run],
+def test_p2pgpu_scenario(kernel: str, name: str, runs: dict[str, BackgroundRun],
                          capsys: pytest.CaptureFixture[str]) -> None:
     run = runs[kernel]
     _, out = run.wait()
-    sc = run.scenario(name)
+    sc = _scenario(run, name)
     failed = [f"{s['name']}: {s.get('message')}" for s in sc["steps"] if s["status"] != "passed"]
     assert sc["status"] == "passed", f"{sc['message']}\n{failed}\n{out[-3000:]}"
     assert not failed

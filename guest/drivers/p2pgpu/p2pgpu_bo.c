@@ -193,18 +193,14 @@ void p2pgpu_revoke_vram(struct p2pgpu_dev *gpu, u64 vram_off, u64 len)
 }
 
 /*
- * Move @bo to another VRAM range, as a memory-pressure eviction would: take
- * every user off it first (CPU mappings zapped, dynamic importers told with
- * move_notify), copy with the engine, then free the old range.  The caller
- * holds bo->resv.
+ * Take every user off @bo before it moves or loses its windows: dynamic
+ * importers are told with move_notify, CPU mappings are zapped.  The caller
+ * holds bo->resv; on success mm_lock is held and the BO can go anywhere.
+ * -EBUSY: a pinned importer, or a dynamic one that kept its mapping.
  */
-int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status)
+static int p2pgpu_bo_revoke_users(struct p2pgpu_bo *bo)
 {
 	struct p2pgpu_dev *gpu = bo->gpu;
-	struct p2pgpu_xfer x[4];
-	u64 new_off, done = 0;
-	unsigned int n = 0;
-	int ret;
 
 	dma_resv_assert_held(&bo->resv);
 	/*
@@ -216,15 +212,45 @@ int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status)
 	/* No new dma-buf mapping can start while we hold the reservation. */
 	p2pgpu_dmabuf_move_notify(bo);
 	mutex_lock(&gpu->mm_lock);
-	/* A dynamic importer that kept its mapping holds the windows. */
 	if (bo->mapped) {
-		ret = -EBUSY;
-		goto out;
+		mutex_unlock(&gpu->mm_lock);
+		return -EBUSY;
 	}
+	p2pgpu_bo_revoke(bo, 0, bo->size);
+	return 0;
+}
+
+/* Drop the BO's aperture windows, as memory pressure on the BAR would. */
+int p2pgpu_bo_evict_aperture(struct p2pgpu_bo *bo, u32 *windows)
+{
+	int ret = p2pgpu_bo_revoke_users(bo);
+
+	if (ret)
+		return ret;
+	ret = p2pgpu_aperture_drop(bo->gpu, bo->vram_off, bo->size, windows);
+	mutex_unlock(&bo->gpu->mm_lock);
+	return ret;
+}
+
+/*
+ * Move @bo to another VRAM range, as a memory-pressure eviction would: take
+ * every user off it first, copy with the engine, then free the old range.
+ * The caller holds bo->resv.
+ */
+int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status)
+{
+	struct p2pgpu_dev *gpu = bo->gpu;
+	struct p2pgpu_xfer x[4];
+	u64 new_off, done = 0;
+	unsigned int n = 0;
+	int ret;
+
+	ret = p2pgpu_bo_revoke_users(bo);
+	if (ret)
+		return ret;
 	ret = p2pgpu_vram_alloc(gpu, bo->size, &new_off);
 	if (ret)
 		goto out;
-	p2pgpu_bo_revoke(bo, 0, bo->size);
 	while (done < bo->size) {
 		u32 len = min_t(u64, bo->size - done, P2P_GPU_CE_MAX_LEN);
 

@@ -206,27 +206,6 @@ static long p2pgpu_ioc_copy(struct p2pgpu_file *f, void __user *uarg)
 	return ret;
 }
 
-static int p2pgpu_evict_aperture(struct p2pgpu_bo *bo, u32 *windows)
-{
-	struct p2pgpu_dev *gpu = bo->gpu;
-	int ret;
-
-	dma_resv_assert_held(&bo->resv);
-	/* Pins change only under the reservation: refuse before notifying. */
-	if (bo->pins)
-		return -EBUSY;
-	p2pgpu_dmabuf_move_notify(bo);
-	mutex_lock(&gpu->mm_lock);
-	if (bo->mapped) {
-		mutex_unlock(&gpu->mm_lock);
-		return -EBUSY;
-	}
-	p2pgpu_bo_revoke(bo, 0, bo->size);
-	ret = p2pgpu_aperture_drop(gpu, bo->vram_off, bo->size, windows);
-	mutex_unlock(&gpu->mm_lock);
-	return ret;
-}
-
 static long p2pgpu_ioc_evict(struct p2pgpu_file *f, void __user *uarg)
 {
 	struct p2pgpu_evict args;
@@ -245,7 +224,7 @@ static long p2pgpu_ioc_evict(struct p2pgpu_file *f, void __user *uarg)
 	dma_resv_lock(&bo->resv, NULL);
 	args.windows = 0;
 	if (args.op == P2PGPU_EVICT_APERTURE)
-		ret = p2pgpu_evict_aperture(bo, &args.windows);
+		ret = p2pgpu_bo_evict_aperture(bo, &args.windows);
 	else
 		ret = p2pgpu_bo_move(bo, &dev_status);
 	dma_resv_unlock(&bo->resv);

@@ -179,6 +179,7 @@ struct p2pgpu_bo *p2pgpu_bo_create(struct p2pgpu_dev *gpu, u64 size);
 void p2pgpu_bo_put(struct p2pgpu_bo *bo);
 void p2pgpu_bo_revoke(struct p2pgpu_bo *bo, u64 off, u64 len);
 int p2pgpu_bo_move(struct p2pgpu_bo *bo, u32 *dev_status);
+int p2pgpu_bo_evict_aperture(struct p2pgpu_bo *bo, u32 *windows);
 u64 p2pgpu_bo_mmap_offset(const struct p2pgpu_bo *bo);
 void p2pgpu_revoke_vram(struct p2pgpu_dev *gpu, u64 vram_off, u64 len);
 extern const struct vm_operations_struct p2pgpu_bo_vm_ops;

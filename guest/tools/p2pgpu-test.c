@@ -53,6 +53,14 @@ static long page_size;
 static char fail_msg[1024];
 static char json_cases[16384];
 
+/* On failure: record the message and jump to the case's cleanup @label. */
+#define FAIL_IF(label, cond, ...) do {					\
+	if (cond) {							\
+		snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);	\
+		goto label;						\
+	}								\
+} while (0)
+
 #define CHECK(cond, ...) do {						\
 	if (!(cond)) {							\
 		snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);	\
@@ -237,43 +245,29 @@ static int case_mmap_rw(void)
 	map = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, gpu, a.mmap_offset);
 	buf = xmalloc_pages(sz);
 	chk = xmalloc_pages(sz);
-	if (map == MAP_FAILED || !buf || !chk) {
-		snprintf(fail_msg, sizeof(fail_msg), "mmap: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, map == MAP_FAILED || !buf || !chk,
+		"mmap: %s", strerror(errno));
 	/* CPU writes through BAR2, the engine reads VRAM. */
 	fill(buf, sz, 1);
 	memcpy(map, buf, sz);
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL)) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY from BO: %s", strerror(errno));
-		goto out;
-	}
-	if (memcmp(buf, chk, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "VRAM differs from what was written through the mapping");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL),
+		"COPY from BO: %s", strerror(errno));
+	FAIL_IF(out, memcmp(buf, chk, sz),
+		"VRAM differs from what was written through the mapping");
 	/* The engine writes VRAM, the CPU reads it through BAR2. */
 	fill(buf, sz, 2);
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, 0, buf, sz, NULL)) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY to BO: %s", strerror(errno));
-		goto out;
-	}
-	if (memcmp(buf, map, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "the mapping does not show what the engine wrote");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, 0, buf, sz, NULL),
+		"COPY to BO: %s", strerror(errno));
+	FAIL_IF(out, memcmp(buf, map, sz),
+		"the mapping does not show what the engine wrote");
 	/* A private mapping of BAR pages cannot be copied on write: refused. */
-	if (mmap(NULL, sz, PROT_READ, MAP_PRIVATE, gpu, a.mmap_offset) != MAP_FAILED ||
-	    errno != EINVAL) {
-		snprintf(fail_msg, sizeof(fail_msg), "MAP_PRIVATE of a BO was not refused with EINVAL");
-		goto out;
-	}
+	FAIL_IF(out, mmap(NULL, sz, PROT_READ, MAP_PRIVATE, gpu, a.mmap_offset) != MAP_FAILED ||
+	             errno != EINVAL,
+		"MAP_PRIVATE of a BO was not refused with EINVAL");
 	/* Out-of-range offsets are refused, not clamped. */
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, sz - 4096, buf, 8192, NULL) != -1 ||
-	    errno != EINVAL) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY past the BO's end was not refused with EINVAL");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, sz - 4096, buf, 8192, NULL) != -1 ||
+	             errno != EINVAL,
+		"COPY past the BO's end was not refused with EINVAL");
 	ret = 0;
 out:
 	if (map != MAP_FAILED)
@@ -303,25 +297,18 @@ static int case_copy_sg(void)
 		goto out;
 	fill(src + 45, sz, 3);
 	h_in = fnv1a(src + 45, sz);
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, bo_off, src + 45, sz, NULL) ||
-	    bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, bo_off, dst + 4000, sz, NULL)) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, bo_off, src + 45, sz, NULL) ||
+	             bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, bo_off, dst + 4000, sz, NULL),
+		"COPY: %s", strerror(errno));
 	h_out = fnv1a(dst + 4000, sz);
 	printf("# %zu bytes: fnv1a in %016" PRIx64 " out %016" PRIx64 ", %lld descriptors\n",
 	       sz, h_in, h_out, counter("copies") - before);
-	if (h_in != h_out) {
-		snprintf(fail_msg, sizeof(fail_msg), "checksum in %016" PRIx64 " != out %016" PRIx64,
-			 h_in, h_out);
-		goto out;
-	}
+	FAIL_IF(out, h_in != h_out,
+		"checksum in %016" PRIx64 " != out %016" PRIx64, h_in, h_out);
 	/* An unmapped user address is an EFAULT, not a device fault. */
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, 0, (void *)8192, 4096, NULL) != -1 ||
-	    errno != EFAULT) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY from an unmapped address: not EFAULT");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_TO_BO, 0, (void *)8192, 4096, NULL) != -1 ||
+	             errno != EFAULT,
+		"COPY from an unmapped address: not EFAULT");
 	ret = 0;
 out:
 	if (src)
@@ -356,10 +343,8 @@ static int case_aperture_evict(void)
 
 	CHECK(!bo_alloc(gpu, size, &a), "ALLOC %" PRIu64 ": %s", size, strerror(errno));
 	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, gpu, a.mmap_offset);
-	if (map == MAP_FAILED) {
-		snprintf(fail_msg, sizeof(fail_msg), "mmap: %s", strerror(errno));
-		goto out_free;
-	}
+	FAIL_IF(out_free, map == MAP_FAILED,
+		"mmap: %s", strerror(errno));
 	/* One word per granule: more granules than the BAR has windows. */
 	for (uint64_t off = 0; off < size; off += gran)
 		map[off / 4] = (uint32_t)(7 + off / gran);
@@ -367,35 +352,24 @@ static int case_aperture_evict(void)
 	full = counter("aperture_full") - full0;
 	printf("# %" PRIu64 " granules through %u dynamic slots: %lld FULL answers, %lld evictions\n",
 	       size / gran, info.dynamic_slots, full, ev);
-	if (windowed && (ev < 8 || full < 1)) {
-		snprintf(fail_msg, sizeof(fail_msg), "windowed: %lld evictions and %lld FULL, expected >= 8 and >= 1",
-			 ev, full);
-		goto out;
-	}
-	if (!windowed && (ev || full)) {
-		snprintf(fail_msg, sizeof(fail_msg), "direct mode evicted (%lld) or saw FULL (%lld)", ev, full);
-		goto out;
-	}
+	FAIL_IF(out, windowed && (ev < 8 || full < 1),
+		"windowed: %lld evictions and %lld FULL, expected >= 8 and >= 1", ev, full);
+	FAIL_IF(out, !windowed && (ev || full),
+		"direct mode evicted (%lld) or saw FULL (%lld)", ev, full);
 	/* The evicted granules fault back in with their data. */
 	if (check_granule_words(map, size, gran, 7, "read back through the mapping"))
 		goto out;
 	/* And the engine sees the same VRAM. */
 	buf = xmalloc_pages(size);
-	if (!buf || bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, buf, size, NULL)) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, !buf || bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, buf, size, NULL),
+		"COPY: %s", strerror(errno));
 	if (check_granule_words(buf, size, gran, 7, "read back through COPY"))
 		goto out;
 	/* Forced eviction out of the aperture, then a move inside VRAM. */
-	if (bo_evict(gpu, a.handle, P2PGPU_EVICT_APERTURE, &e)) {
-		snprintf(fail_msg, sizeof(fail_msg), "EVICT APERTURE: %s", strerror(errno));
-		goto out;
-	}
-	if (windowed && !e.windows) {
-		snprintf(fail_msg, sizeof(fail_msg), "EVICT APERTURE dropped no window");
-		goto out;
-	}
+	FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_APERTURE, &e),
+		"EVICT APERTURE: %s", strerror(errno));
+	FAIL_IF(out, windowed && !e.windows,
+		"EVICT APERTURE dropped no window");
 	if (check_granule_words(map, size, gran, 7, "after EVICT APERTURE"))
 		goto out;
 	{
@@ -404,16 +378,12 @@ static int case_aperture_evict(void)
 
 		/* Something after it, so the move has to land elsewhere. */
 		bo_alloc(gpu, gran, &pad);
-		if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e)) {
-			snprintf(fail_msg, sizeof(fail_msg), "EVICT MOVE: %s", strerror(errno));
-			goto out;
-		}
+		FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e),
+			"EVICT MOVE: %s", strerror(errno));
 		before = e.vram_offset;
-		if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) || e.vram_offset == before) {
-			snprintf(fail_msg, sizeof(fail_msg), "second EVICT MOVE stayed at %#" PRIx64 ": %s",
-				 before, strerror(errno));
-			goto out;
-		}
+		FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) ||
+		             e.vram_offset == before,
+			"second EVICT MOVE stayed at %#" PRIx64 ": %s", before, strerror(errno));
 		bo_free(gpu, pad.handle);
 		printf("# moved to VRAM %#" PRIx64 ", then %#" PRIx64 "; %lld revocations so far\n",
 		       before, (uint64_t)e.vram_offset, counter("revocations"));
@@ -501,21 +471,14 @@ static int case_p2pmem_sysfs(void)
 	read_sysfs_u64(path, &avail1);
 	chk = xmalloc_pages(len);
 	fill(p, len, 11);
-	if (read_via_copy(p, len, chk, NULL)) {
-		snprintf(fail_msg, sizeof(fail_msg), "COPY through p2pmem: %s", strerror(errno));
-		goto out;
-	}
-	if (fnv1a(p, len) != fnv1a(chk, len)) {
-		snprintf(fail_msg, sizeof(fail_msg), "p2pmem read back through COPY differs");
-		goto out;
-	}
+	FAIL_IF(out, read_via_copy(p, len, chk, NULL),
+		"COPY through p2pmem: %s", strerror(errno));
+	FAIL_IF(out, fnv1a(p, len) != fnv1a(chk, len),
+		"p2pmem read back through COPY differs");
 	printf("# p2pmem %" PRIu64 " bytes, available %" PRIu64 " -> %" PRIu64 " while mapped\n",
 	       size, avail0, avail1);
-	if (avail0 - avail1 != len) {
-		snprintf(fail_msg, sizeof(fail_msg), "mapping %zu bytes took %" PRIu64 " from the pool",
-			 len, avail0 - avail1);
-		goto out;
-	}
+	FAIL_IF(out, avail0 - avail1 != len,
+		"mapping %zu bytes took %" PRIu64 " from the pool", len, avail0 - avail1);
 	ret = 0;
 out:
 	munmap(p, len);
@@ -543,46 +506,32 @@ static int case_nvme_p2pdma(void)
 	/* Known bytes on the disk, written from system memory. */
 	fill(sysbuf, len, 21);
 	n = pwrite(nv, sysbuf, len, 0);
-	if (n != (ssize_t)len) {
-		snprintf(fail_msg, sizeof(fail_msg), "O_DIRECT write: %zd (%s)", n, strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, n != (ssize_t)len,
+		"O_DIRECT write: %zd (%s)", n, strerror(errno));
 	memset(p, 0xee, len);
 	n = pread(nv, p, len, 0);
 	printf("# O_DIRECT read of %zu bytes into p2pmem: %zd (%s), P2P %s here\n", len, n,
 	       n < 0 ? strerror(errno) : "ok", p2p_expect);
 	if (allowed) {
-		if (n != (ssize_t)len) {
-			snprintf(fail_msg, sizeof(fail_msg), "read into p2pmem: %zd (%s)", n, strerror(errno));
-			goto out;
-		}
-		if (read_via_copy(p, len, chk, NULL) || memcmp(chk, sysbuf, len)) {
-			snprintf(fail_msg, sizeof(fail_msg), "GPU memory does not hold the disk's bytes");
-			goto out;
-		}
+		FAIL_IF(out, n != (ssize_t)len,
+			"read into p2pmem: %zd (%s)", n, strerror(errno));
+		FAIL_IF(out, read_via_copy(p, len, chk, NULL) || memcmp(chk, sysbuf, len),
+			"GPU memory does not hold the disk's bytes");
 	} else {
 		/*
 		 * The block layer says no before any DMA: 6.12's nvme maps
 		 * the request and fails it with EREMOTEIO, 7.x's blk-mq DMA
 		 * iterator with EINVAL.  Either way nothing reached p2pmem.
 		 */
-		if (n != -1 || (errno != EREMOTEIO && errno != EINVAL)) {
-			snprintf(fail_msg, sizeof(fail_msg),
-				 "refused P2P read gave %zd (%s), expected EREMOTEIO or EINVAL",
-				 n, strerror(errno));
-			goto out;
-		}
+		FAIL_IF(out, n != -1 || (errno != EREMOTEIO && errno != EINVAL),
+			"refused P2P read gave %zd (%s), expected EREMOTEIO or EINVAL", n, strerror(errno));
 		memset(sysbuf, 0xee, len);
-		if (read_via_copy(p, len, chk, NULL) || memcmp(chk, sysbuf, len)) {
-			snprintf(fail_msg, sizeof(fail_msg), "a refused read changed GPU memory");
-			goto out;
-		}
+		FAIL_IF(out, read_via_copy(p, len, chk, NULL) || memcmp(chk, sysbuf, len),
+			"a refused read changed GPU memory");
 		fill(sysbuf, len, 21);
 		/* And the disk itself is fine: the same read into system memory works. */
-		if (pread(nv, chk, len, 0) != (ssize_t)len || memcmp(chk, sysbuf, len)) {
-			snprintf(fail_msg, sizeof(fail_msg), "read into system memory failed after the refusal");
-			goto out;
-		}
+		FAIL_IF(out, pread(nv, chk, len, 0) != (ssize_t)len || memcmp(chk, sysbuf, len),
+			"read into system memory failed after the refusal");
 	}
 	ret = 0;
 out:
@@ -635,10 +584,8 @@ static int case_dmabuf(void)
 		goto out;
 	ex.handle = a.handle;
 	ex.flags = O_CLOEXEC;
-	if (ioctl(gpu, P2PGPU_IOC_EXPORT, &ex)) {
-		snprintf(fail_msg, sizeof(fail_msg), "EXPORT: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EXPORT, &ex),
+		"EXPORT: %s", strerror(errno));
 	dfd = ex.fd;
 	if (bo_alloc(peer, sz, &b))
 		goto out;
@@ -653,58 +600,39 @@ static int case_dmabuf(void)
 			goto out;
 		}
 		ret = -1;
-		if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) ||
-		    bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
-		    memcmp(src, chk, sz)) {
-			snprintf(fail_msg, sizeof(fail_msg), "the exported BO after a refused attach: %s",
-				 strerror(errno));
-			goto out;
-		}
+		FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) ||
+		             bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
+		             memcmp(src, chk, sz),
+			"the exported BO after a refused attach: %s", strerror(errno));
 		ret = 0;
 		goto out;
 	}
-	if (import(importer, dfd, 0, b.handle, sz, &im)) {
-		snprintf(fail_msg, sizeof(fail_msg), "IMPORT: %s (device status %u)", strerror(errno),
-			 im.dev_status);
-		goto out;
-	}
-	if (bo_copy(importer, b.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) || memcmp(src, chk, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "importer read wrong bytes through the dma-buf");
-		goto out;
-	}
+	FAIL_IF(out, import(importer, dfd, 0, b.handle, sz, &im),
+		"IMPORT: %s (device status %u)", strerror(errno), im.dev_status);
+	FAIL_IF(out, bo_copy(importer, b.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
+	             memcmp(src, chk, sz),
+		"importer read wrong bytes through the dma-buf");
 	printf("# imported through %u DMA segments by %s\n", im.nents, peer_path);
 	/* A move tells the dynamic importer, which maps again on next use. */
-	if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e)) {
-		snprintf(fail_msg, sizeof(fail_msg), "EVICT MOVE of an exported BO: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e),
+		"EVICT MOVE of an exported BO: %s", strerror(errno));
 	memset(chk, 0, sz);
-	if (bo_copy(importer, b.handle, P2PGPU_COPY_TO_BO, 0, chk, sz, NULL) ||
-	    import(importer, dfd, 0, b.handle, sz, &im)) {
-		snprintf(fail_msg, sizeof(fail_msg), "IMPORT after the move: %s", strerror(errno));
-		goto out;
-	}
-	if (im.move_notifies != 1 || im.maps != 2) {
-		snprintf(fail_msg, sizeof(fail_msg), "importer saw %u move_notify and %u maps, expected 1 and 2",
-			 im.move_notifies, im.maps);
-		goto out;
-	}
-	if (bo_copy(importer, b.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) || memcmp(src, chk, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "importer read wrong bytes after the move");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(importer, b.handle, P2PGPU_COPY_TO_BO, 0, chk, sz, NULL) ||
+	             import(importer, dfd, 0, b.handle, sz, &im),
+		"IMPORT after the move: %s", strerror(errno));
+	FAIL_IF(out, im.move_notifies != 1 || im.maps != 2,
+		"importer saw %u move_notify and %u maps, expected 1 and 2", im.move_notifies, im.maps);
+	FAIL_IF(out, bo_copy(importer, b.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
+	             memcmp(src, chk, sz),
+		"importer read wrong bytes after the move");
 	/* A pinned attachment holds the BO in place. */
 	ex.fd = -1;
-	if (ioctl(gpu, P2PGPU_IOC_EXPORT, &ex) ||
-	    import(importer, ex.fd, P2PGPU_IMPORT_PINNED, b.handle, sz, &im)) {
-		snprintf(fail_msg, sizeof(fail_msg), "pinned import: %s", strerror(errno));
-		goto out;
-	}
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EXPORT, &ex) ||
+	             import(importer, ex.fd, P2PGPU_IMPORT_PINNED, b.handle, sz, &im),
+		"pinned import: %s", strerror(errno));
 	dfd2 = ex.fd;
-	if (bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) != -1 || errno != EBUSY) {
-		snprintf(fail_msg, sizeof(fail_msg), "EVICT MOVE under a pinned attachment: not EBUSY");
-		goto out;
-	}
+	FAIL_IF(out, bo_evict(gpu, a.handle, P2PGPU_EVICT_MOVE, &e) != -1 || errno != EBUSY,
+		"EVICT MOVE under a pinned attachment: not EBUSY");
 	printf("# move_notify calls: %lld\n", counter("move_notifies") - mn0);
 	ret = 0;
 out:
@@ -838,15 +766,11 @@ static int case_flr(void)
 		goto out;
 	}
 	close(fd);
-	if (bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) || memcmp(buf, chk, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "after the reset the engine reads other bytes (%s)",
-			 strerror(errno));
-		goto out;
-	}
-	if (memcmp(buf, map, sz)) {
-		snprintf(fail_msg, sizeof(fail_msg), "after the reset the old mapping shows other bytes");
-		goto out;
-	}
+	FAIL_IF(out, bo_copy(gpu, a.handle, P2PGPU_COPY_FROM_BO, 0, chk, sz, NULL) ||
+	             memcmp(buf, chk, sz),
+		"after the reset the engine reads other bytes (%s)", strerror(errno));
+	FAIL_IF(out, memcmp(buf, map, sz),
+		"after the reset the old mapping shows other bytes");
 	ret = 0;
 out:
 	if (map != MAP_FAILED)

@@ -33,6 +33,8 @@
 
 #include <p2pgpu.h>
 
+#include "lib/selftest.h"
+
 #define MiB (1ull << 20)
 
 static const char *dev_path = "/dev/p2pgpu0";
@@ -41,8 +43,6 @@ static const char *nvme_path;
 static const char *p2p_expect = "allowed";
 static const char *expect_mode;
 static uint64_t expect_bar;
-static const char *only[32];
-static int nonly;
 
 static int gpu = -1;
 static struct p2pgpu_info info;
@@ -50,48 +50,7 @@ static char pci_dir[256];	/* /sys/bus/pci/devices/<bdf> */
 static char dbg_dir[256];	/* /sys/kernel/debug/p2pgpu/<bdf> */
 static long page_size;
 
-static char fail_msg[1024];
-static char json_cases[16384];
-
-/* On failure: record the message and jump to the case's cleanup @label. */
-#define FAIL_IF(label, cond, ...) do {					\
-	if (cond) {							\
-		snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);	\
-		goto label;						\
-	}								\
-} while (0)
-
-#define CHECK(cond, ...) do {						\
-	if (!(cond)) {							\
-		snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);	\
-		return -1;						\
-	}								\
-} while (0)
-
 /* ---- helpers ----------------------------------------------------------- */
-
-static uint64_t fnv1a(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	while (n--)
-		h = (h ^ *b++) * 0x100000001b3ull;
-	return h;
-}
-
-static void fill(void *p, size_t n, uint32_t seed)
-{
-	uint32_t *w = p, x = seed * 2654435761u + 1;
-	size_t i;
-
-	for (i = 0; i < n / 4; i++) {
-		x ^= x << 13; x ^= x >> 17; x ^= x << 5;
-		w[i] = x;
-	}
-	for (i = n & ~3ul; i < n; i++)
-		((unsigned char *)p)[i] = (unsigned char)(seed + i);
-}
 
 static void *xmalloc_pages(size_t n)
 {
@@ -823,34 +782,20 @@ static int case_unbind_private(void)
 	return 0;
 }
 
-static const struct {
-	const char *name;
-	int (*fn)(void);
-	bool by_name_only;
-} cases[] = {
-	{ "resize", case_resize, false },
-	{ "mmap_rw", case_mmap_rw, false },
-	{ "copy_sg", case_copy_sg, false },
-	{ "aperture_evict", case_aperture_evict, false },
-	{ "p2pmem_sysfs", case_p2pmem_sysfs, false },
-	{ "nvme_p2pdma", case_nvme_p2pdma, false },
-	{ "dmabuf", case_dmabuf, false },
-	{ "migrate", case_migrate, false },
-	{ "cpu_fault", case_cpu_fault, false },
-	{ "flr", case_flr, false },
-	{ "copy_error_injected", case_copy_error_injected, true },
-	{ "unbind_private", case_unbind_private, true },
+static const struct selftest_case cases[] = {
+	{ "resize", case_resize, 0 },
+	{ "mmap_rw", case_mmap_rw, 0 },
+	{ "copy_sg", case_copy_sg, 0 },
+	{ "aperture_evict", case_aperture_evict, 0 },
+	{ "p2pmem_sysfs", case_p2pmem_sysfs, 0 },
+	{ "nvme_p2pdma", case_nvme_p2pdma, 0 },
+	{ "dmabuf", case_dmabuf, 0 },
+	{ "migrate", case_migrate, 0 },
+	{ "cpu_fault", case_cpu_fault, 0 },
+	{ "flr", case_flr, 0 },
+	{ "copy_error_injected", case_copy_error_injected, 1 },
+	{ "unbind_private", case_unbind_private, 1 },
 };
-
-static bool selected(const char *name, bool by_name_only)
-{
-	if (!nonly)
-		return !by_name_only;
-	for (int i = 0; i < nonly; i++)
-		if (!strcmp(only[i], name))
-			return true;
-	return false;
-}
 
 /* /sys/class/misc/p2pgpuN/device -> the PCI device; debugfs is named after it. */
 static int find_dirs(void)
@@ -873,8 +818,10 @@ static int find_dirs(void)
 
 int main(int argc, char **argv)
 {
-	int i, n = 0, pass = 0, fail = 0;
-	size_t jl = 0;
+	struct selftest t = { .tool = "p2pgpu-test", .cases = cases,
+			      .ncases = sizeof(cases) / sizeof(cases[0]) };
+	char extra[512];
+	int i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	page_size = sysconf(_SC_PAGESIZE);
@@ -897,8 +844,8 @@ int main(int argc, char **argv)
 			expect_mode = v;
 		else if (!strcmp(a, "--p2p") && (!strcmp(v, "allowed") || !strcmp(v, "refused")))
 			p2p_expect = v;
-		else if (!strcmp(a, "--only") && nonly < 32)
-			only[nonly++] = v;
+		else if (!strcmp(a, "--only") && t.nonly < 32)
+			t.only[t.nonly++] = v;
 		else {
 			fprintf(stderr, "usage: %s [--dev PATH] [--peer PATH] [--nvme PATH] "
 				"[--expect-bar BYTES] [--expect-mode direct|windowed] "
@@ -914,37 +861,9 @@ int main(int argc, char **argv)
 		       dev_path, strerror(errno));
 		return 1;
 	}
-	for (i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++)
-		n += selected(cases[i].name, cases[i].by_name_only);
-	printf("TAP version 13\n1..%d\n", n);
-	for (i = 0, n = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) {
-		int r;
-
-		if (!selected(cases[i].name, cases[i].by_name_only))
-			continue;
-		fail_msg[0] = 0;
-		printf("# RUN %s\n", cases[i].name);
-		r = cases[i].fn();
-		n++;
-		if (r) {
-			fail++;
-			printf("not ok %d %s # %s\n", n, cases[i].name, fail_msg);
-		} else {
-			pass++;
-			printf("ok %d %s\n", n, cases[i].name);
-		}
-		jl += snprintf(json_cases + jl, sizeof(json_cases) - jl,
-			       "%s{\"name\":\"%s\",\"result\":\"%s\"}", jl ? "," : "",
-			       cases[i].name, r ? "fail" : "pass");
-		if (jl >= sizeof(json_cases))
-			jl = sizeof(json_cases) - 1;
-	}
-	printf("# Totals: pass:%d fail:%d xfail:0 xpass:0 skip:0 error:0\n", pass, fail);
-	printf("{\"tool\":\"p2pgpu-test\",\"device\":\"%s\",\"pci\":\"%s\",\"vram\":%" PRIu64
-	       ",\"bar\":%" PRIu64 ",\"mode\":\"%s\",\"p2p\":\"%s\",\"pass\":%d,\"fail\":%d,"
-	       "\"cases\":[%s]}\n", dev_path, strrchr(pci_dir, '/') + 1, (uint64_t)info.vram_size,
-	       (uint64_t)info.bar_size,
-	       info.aperture_mode == P2PGPU_APERTURE_DIRECT ? "direct" : "windowed", p2p_expect,
-	       pass, fail, json_cases);
-	return fail ? 1 : 0;
+	snprintf(extra, sizeof(extra), "\"device\":\"%s\",\"pci\":\"%s\",\"vram\":%" PRIu64
+		 ",\"bar\":%" PRIu64 ",\"mode\":\"%s\",\"p2p\":\"%s\"", dev_path,
+		 strrchr(pci_dir, '/') + 1, (uint64_t)info.vram_size, (uint64_t)info.bar_size,
+		 info.aperture_mode == P2PGPU_APERTURE_DIRECT ? "direct" : "windowed", p2p_expect);
+	return selftest_run(&t, extra);
 }

@@ -118,6 +118,7 @@ struct odpnic_mr {
 	/* Fault handling holds a reference; dereg waits for the last one. */
 	refcount_t users;
 	struct completion released;
+	struct rcu_head rcu;		/* odpnic_mr_check_sge() looks up under RCU */
 };
 
 struct odpnic_cq {

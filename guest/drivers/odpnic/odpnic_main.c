@@ -344,6 +344,11 @@ static int odpnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ib_set_device_ops(&dev->ibdev, &odpnic_cq_ops);
 	ib_set_device_ops(&dev->ibdev, &odpnic_qp_ops);
 	ib_set_device_ops(&dev->ibdev, &odpnic_stats_ops);
+	/* The kernel data path is opt-in: its four commands. */
+	dev->ibdev.uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_POST_SEND) |
+				      BIT_ULL(IB_USER_VERBS_CMD_POST_RECV) |
+				      BIT_ULL(IB_USER_VERBS_CMD_POLL_CQ) |
+				      BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
 	dev->ibdev.node_type = RDMA_NODE_IB_CA;
 	dev->ibdev.phys_port_cnt = 1;
 	dev->ibdev.num_comp_vectors = ODP_NIC_MSIX_VECTORS -

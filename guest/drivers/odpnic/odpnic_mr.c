@@ -52,13 +52,14 @@ int odpnic_mr_check_sge(struct odpnic_dev *dev, struct ib_pd *pd, u32 lkey,
 
 	if (!length)
 		return 0;
-	xa_lock(&dev->mrs);
+	/* Under the posting QP's lock: RCU, not the xarray's lock. */
+	rcu_read_lock();
 	mr = xa_load(&dev->mrs, lkey);
 	if (!mr || mr->ibmr.pd != pd)
 		ret = -EINVAL;
 	else if (local_write && !(mr->hw_access & ODP_NIC_ACCESS_LOCAL_WRITE))
 		ret = -EACCES;
-	xa_unlock(&dev->mrs);
+	rcu_read_unlock();
 	return ret;
 }
 
@@ -122,7 +123,7 @@ static struct odpnic_mr *odpnic_mr_alloc(struct odpnic_dev *dev,
 static void odpnic_mr_free(struct odpnic_mr *mr)
 {
 	xa_erase(&mr->dev->mrs, mr->key);
-	kfree(mr);
+	kfree_rcu(mr, rcu);
 }
 
 static int odpnic_create_mr(struct odpnic_mr *mr, u8 mode, u64 xlt,

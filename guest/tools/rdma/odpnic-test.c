@@ -1,0 +1,757 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * odpnic-test: the odpnic driver's test tool, through libibverbs as any RDMA
+ * application would use it.  Two RC QPs of one NIC are connected to each
+ * other (the device's loopback: the destination LID is our own), so every
+ * case runs on one machine.  Prints TAP (kselftest style), then one JSON
+ * summary line.
+ *
+ * Cases: pinned and ODP regions (WRITE, READ, SEND with immediate), an ODP
+ * access to an unmapped range (an error completion, never a hang), the
+ * invalidation paths (munmap/mmap, MADV_DONTNEED, mprotect) with a check
+ * that no DMA reaches a page after it left the region, prefetch through
+ * ibv_advise_mr, and, with --gpu, a p2pgpu BO imported as a dma-buf region
+ * that the NIC writes through the GPU's BAR while the BO moves.
+ *
+ * Device and driver counters come from the port's hw_counters in sysfs.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <infiniband/verbs.h>
+#include <p2pgpu.h>
+
+#include "../lib/selftest.h"
+
+#define MiB (1ull << 20)
+#define WC_TIMEOUT_MS 20000
+
+static const char *dev_name = "odpnic0";
+static const char *gpu_path;
+static long page_size;
+
+static struct ibv_context *ctx;
+static struct ibv_pd *pd;
+static struct ibv_cq *cq;
+static struct ibv_qp *qp[2];	/* qp[0] posts, qp[1] is its peer */
+static uint16_t lid;
+
+/* ---- verbs plumbing ---------------------------------------------------- */
+
+/*
+ * The RDMA core caches hw_counters for their "lifespan" (setup() sets it to
+ * 0 ms) and at least a jiffy: wait one out, so a read sees what just happened.
+ */
+static long long hw_counter(const char *name)
+{
+	char path[256], buf[64];
+	FILE *f;
+	long long v = -1;
+
+	usleep(20000);
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/%s",
+		 dev_name, name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		v = strtoll(buf, NULL, 0);
+	fclose(f);
+	return v;
+}
+
+static int qp_connect(struct ibv_qp *q, uint32_t remote_qpn)
+{
+	struct ibv_qp_attr a = {
+		.qp_state = IBV_QPS_INIT,
+		.pkey_index = 0,
+		.port_num = 1,
+		.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ,
+	};
+
+	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
+			  IBV_QP_ACCESS_FLAGS))
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTR;
+	a.path_mtu = IBV_MTU_4096;
+	a.dest_qp_num = remote_qpn;
+	a.rq_psn = 0;
+	a.max_dest_rd_atomic = 1;
+	a.min_rnr_timer = 1;
+	a.ah_attr.dlid = lid;
+	a.ah_attr.port_num = 1;
+	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
+			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+			  IBV_QP_MIN_RNR_TIMER))
+		return -1;
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_RTS;
+	a.timeout = 14;
+	a.retry_cnt = 7;
+	a.rnr_retry = 7;
+	a.sq_psn = 0;
+	a.max_rd_atomic = 1;
+	return ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+			     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+}
+
+static int setup(void)
+{
+	struct ibv_device **list = ibv_get_device_list(NULL);
+	struct ibv_port_attr port;
+	int i;
+
+	CHECK(list, "ibv_get_device_list: %s", strerror(errno));
+	for (i = 0; list[i]; i++)
+		if (!strcmp(ibv_get_device_name(list[i]), dev_name))
+			ctx = ibv_open_device(list[i]);
+	ibv_free_device_list(list);
+	CHECK(ctx, "no RDMA device %s", dev_name);
+	CHECK(!ibv_query_port(ctx, 1, &port), "query_port: %s", strerror(errno));
+	lid = port.lid;
+	{
+		char path[256];
+		FILE *f;
+
+		snprintf(path, sizeof(path),
+			 "/sys/class/infiniband/%s/ports/1/hw_counters/lifespan", dev_name);
+		f = fopen(path, "w");
+		CHECK(f && fputs("0\n", f) >= 0 && !fclose(f), "%s: %s", path, strerror(errno));
+	}
+	pd = ibv_alloc_pd(ctx);
+	cq = ibv_create_cq(ctx, 512, NULL, NULL, 0);
+	CHECK(pd && cq, "PD/CQ: %s", strerror(errno));
+	for (i = 0; i < 2; i++) {
+		struct ibv_qp_init_attr ia = {
+			.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC,
+			.sq_sig_all = 1,
+			.cap = { .max_send_wr = 64, .max_recv_wr = 64,
+				 .max_send_sge = 2, .max_recv_sge = 2 },
+		};
+
+		qp[i] = ibv_create_qp(pd, &ia);
+		CHECK(qp[i], "create_qp: %s", strerror(errno));
+	}
+	CHECK(!qp_connect(qp[0], qp[1]->qp_num) && !qp_connect(qp[1], qp[0]->qp_num),
+	      "connecting the loopback QPs: %s", strerror(errno));
+	return 0;
+}
+
+/* The next completion, or -1 (and a message) after WC_TIMEOUT_MS. */
+static int wait_wc(struct ibv_wc *wc)
+{
+	struct timespec t0, t;
+	int n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		n = ibv_poll_cq(cq, 1, wc);
+		if (n < 0)
+			CHECK(0, "poll_cq: %d", n);
+		if (n)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		CHECK((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 <
+		      WC_TIMEOUT_MS, "no completion in %d ms", WC_TIMEOUT_MS);
+	}
+}
+
+static int rdma_op(enum ibv_wr_opcode op, struct ibv_mr *lmr, void *laddr, uint32_t len,
+		   struct ibv_mr *rmr, uint64_t raddr, uint64_t wr_id)
+{
+	struct ibv_sge sge = { .addr = (uintptr_t)laddr, .length = len, .lkey = lmr->lkey };
+	struct ibv_send_wr wr = {
+		.wr_id = wr_id, .sg_list = &sge, .num_sge = 1, .opcode = op,
+		.send_flags = IBV_SEND_SIGNALED,
+	}, *bad;
+
+	if (rmr) {
+		wr.wr.rdma.rkey = rmr->rkey;
+		wr.wr.rdma.remote_addr = raddr;
+	}
+	return ibv_post_send(qp[0], &wr, &bad);
+}
+
+/* Post one RDMA op and wait for it; returns the completion status, or -1. */
+static int rdma_sync(enum ibv_wr_opcode op, struct ibv_mr *lmr, void *laddr, uint32_t len,
+		     struct ibv_mr *rmr, uint64_t raddr)
+{
+	static uint64_t id = 1000;
+	struct ibv_wc wc;
+	int err = rdma_op(op, lmr, laddr, len, rmr, raddr, ++id);
+
+	CHECK(!err, "post_send: %s", strerror(err));
+	if (wait_wc(&wc))
+		return -1;
+	CHECK(wc.wr_id == id, "completion for wr %" PRIu64 ", expected %" PRIu64,
+	      (uint64_t)wc.wr_id, id);
+	return wc.status;
+}
+
+static void *map_anon(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+#define ACC_ALL (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
+
+/* ---- cases ------------------------------------------------------------- */
+
+/* WRITE, READ and SEND between two regions of @extra access (0 or ODP). */
+static int move_bytes(int extra, bool fresh_dst)
+{
+	size_t n = 4 * MiB;
+	char *src = map_anon(n), *dst = map_anon(n), *back = map_anon(n);
+	struct ibv_mr *ms = NULL, *md = NULL, *mb = NULL;
+	struct ibv_recv_wr rwr, *rbad;
+	struct ibv_sge rsge;
+	struct ibv_wc wc;
+	int st, ret = -1;
+
+	FAIL_IF(out, !src || !dst || !back, "mmap: %s", strerror(errno));
+	fill(src, n, 7);
+	if (!fresh_dst)
+		memset(dst, 0, n);
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL | extra);
+	md = ibv_reg_mr(pd, dst, n, ACC_ALL | extra);
+	mb = ibv_reg_mr(pd, back, n, ACC_ALL | extra);
+	FAIL_IF(out, !ms || !md || !mb, "reg_mr: %s", strerror(errno));
+
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st, "WRITE 4 MiB: status %d (%s)", st, st > 0 ? ibv_wc_status_str(st) : "");
+	FAIL_IF(out, memcmp(src, dst, n), "WRITE: destination differs");
+	/* Odd offsets and lengths, across pages. */
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src + 4093, 12345, md, (uintptr_t)dst + 77);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src + 4093, dst + 77, 12345), "odd WRITE: status %d", st);
+	st = rdma_sync(IBV_WR_RDMA_READ, mb, back, n, ms, (uintptr_t)src);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, back, n), "READ 4 MiB: status %d", st);
+
+	rsge = (struct ibv_sge){ .addr = (uintptr_t)dst, .length = 65536, .lkey = md->lkey };
+	rwr = (struct ibv_recv_wr){ .wr_id = 42, .sg_list = &rsge, .num_sge = 1 };
+	st = ibv_post_recv(qp[1], &rwr, &rbad);
+	FAIL_IF(out, st, "post_recv: %s", strerror(st));
+	{
+		struct ibv_sge s = { .addr = (uintptr_t)src + 100, .length = 30000,
+				     .lkey = ms->lkey };
+		struct ibv_send_wr w = { .wr_id = 43, .sg_list = &s, .num_sge = 1,
+					 .opcode = IBV_WR_SEND_WITH_IMM,
+					 .send_flags = IBV_SEND_SIGNALED,
+					 .imm_data = htobe32(0x1234) }, *b;
+
+		st = ibv_post_send(qp[0], &w, &b);
+		FAIL_IF(out, st, "post SEND: %s", strerror(st));
+	}
+	for (int i = 0; i < 2; i++) {
+		if (wait_wc(&wc))
+			goto out;
+		FAIL_IF(out, wc.status, "SEND wr %" PRIu64 ": %s", (uint64_t)wc.wr_id,
+			ibv_wc_status_str(wc.status));
+		if (wc.wr_id == 42)
+			FAIL_IF(out, wc.opcode != IBV_WC_RECV || wc.byte_len != 30000 ||
+				!(wc.wc_flags & IBV_WC_WITH_IMM) || be32toh(wc.imm_data) != 0x1234 ||
+				wc.qp_num != qp[1]->qp_num,
+				"RECV: opcode %d len %u flags %#x imm %#x", wc.opcode, wc.byte_len,
+				wc.wc_flags, be32toh(wc.imm_data));
+	}
+	FAIL_IF(out, memcmp(src + 100, dst, 30000), "SEND: received bytes differ");
+	ret = 0;
+out:
+	if (mb)
+		ibv_dereg_mr(mb);
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	munmap(dst, n);
+	munmap(back, n);
+	return ret;
+}
+
+static int case_pinned(void)
+{
+	long long f0 = hw_counter("odp_faults_raised");
+	int ret = move_bytes(0, false);
+
+	if (!ret)
+		CHECK(hw_counter("odp_faults_raised") == f0,
+		      "pinned regions raised %lld faults", hw_counter("odp_faults_raised") - f0);
+	return ret;
+}
+
+static int case_odp(void)
+{
+	long long f0 = hw_counter("odp_faults_raised"), h0 = hw_counter("drv_faults_handled");
+	int ret = move_bytes(IBV_ACCESS_ON_DEMAND, true);
+
+	if (ret)
+		return ret;
+	/* Untouched destination pages: the NIC's faults brought them in. */
+	CHECK(hw_counter("odp_faults_raised") > f0, "ODP regions raised no fault");
+	CHECK(hw_counter("drv_faults_handled") - h0 == hw_counter("odp_faults_raised") - f0,
+	      "device raised %lld faults, driver handled %lld",
+	      hw_counter("odp_faults_raised") - f0, hw_counter("drv_faults_handled") - h0);
+	return 0;
+}
+
+/* A WR on an unmapped part of an ODP region completes with an error. */
+static int case_odp_unmapped(void)
+{
+	size_t n = 1 * MiB;
+	char *src = map_anon(n), *dst = map_anon(n);
+	struct ibv_mr *ms = NULL, *md = NULL;
+	long long failed0 = hw_counter("odp_faults_failed");
+	int st, ret = -1;
+
+	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	fill(src, n, 3);
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
+	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	FAIL_IF(out, munmap(dst + n / 2, n / 4), "munmap: %s", strerror(errno));
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, 8192, md, (uintptr_t)dst + n / 2 + 4096);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st <= 0, "WRITE into the hole: status %d, expected an error", st);
+	FAIL_IF(out, hw_counter("odp_faults_failed") <= failed0,
+		"the device counted no failed fault");
+	/* The queue goes on: the mapped part still takes writes. */
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, 8192, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, dst, 8192), "WRITE after the error: status %d", st);
+	ret = 0;
+out:
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	munmap(dst, n);
+	return ret;
+}
+
+/* MADV_DONTNEED and mprotect on an ODP destination, one at a time. */
+static int case_odp_madvise_mprotect(void)
+{
+	size_t n = 1 * MiB;
+	char *src = map_anon(n), *dst = map_anon(n);
+	struct ibv_mr *ms = NULL, *md = NULL;
+	long long inv0 = hw_counter("invalidations");
+	int st, ret = -1;
+
+	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
+	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	fill(src, n, 11);
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, dst, n), "first WRITE: status %d", st);
+	FAIL_IF(out, madvise(dst, n / 2, MADV_DONTNEED), "madvise: %s", strerror(errno));
+	FAIL_IF(out, dst[0] || dst[n / 2 - 1], "MADV_DONTNEED left data behind");
+	FAIL_IF(out, hw_counter("invalidations") <= inv0, "MADV_DONTNEED sent no fence");
+	fill(src, n, 12);
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, dst, n), "WRITE after MADV_DONTNEED: status %d", st);
+
+	inv0 = hw_counter("invalidations");
+	FAIL_IF(out, mprotect(dst, n / 4, PROT_READ), "mprotect: %s", strerror(errno));
+	FAIL_IF(out, hw_counter("invalidations") <= inv0,
+		"mprotect sent no fence (device %lld -> %lld, driver %lld)", inv0,
+		hw_counter("invalidations"), hw_counter("drv_odp_invalidations"));
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, 4096, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st <= 0, "WRITE into a read-only page: status %d, expected an error", st);
+	/* Reading it is still allowed. */
+	st = rdma_sync(IBV_WR_RDMA_READ, ms, src, 4096, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st, "READ from a read-only page: status %d", st);
+	FAIL_IF(out, mprotect(dst, n / 4, PROT_READ | PROT_WRITE), "mprotect: %s",
+		strerror(errno));
+	fill(src, n, 13);
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, dst, n), "WRITE after mprotect RW: status %d", st);
+	ret = 0;
+out:
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	munmap(dst, n);
+	return ret;
+}
+
+/*
+ * Traffic into an ODP region while another thread remaps, zaps and
+ * write-protects parts of it.  The region is a window on a memfd whose
+ * chunks the mutator swaps for fresh ones (mmap MAP_FIXED); a retired chunk
+ * is hashed right after the swap returns and again at the end, through a
+ * second mapping of the memfd: any DMA that reached it after the swap, a
+ * stale translation, changes the hash.
+ */
+#define INV_CHUNK (64 * 1024)
+#define INV_CHUNKS 32
+#define INV_SLOTS (INV_CHUNKS * 4)
+
+static struct {
+	int fd;
+	char *win, *all;
+	struct ibv_mr *mr;
+	int slot_of[INV_CHUNKS];
+	uint64_t retired_hash[INV_SLOTS];
+	bool retired[INV_SLOTS];
+	atomic_bool stop;
+	atomic_int writes, errors, bad_status;
+} inv;
+
+static void *inv_mutator(void *arg)
+{
+	unsigned int seed = 1, next = INV_CHUNKS, i;
+
+	(void)arg;
+	for (i = 0; next < INV_SLOTS && !atomic_load(&inv.stop); i++) {
+		int c = rand_r(&seed) % INV_CHUNKS;
+		char *p = inv.win + (size_t)c * INV_CHUNK;
+
+		switch (i % 3) {
+		case 0: {	/* swap the chunk for a fresh slot */
+			int old = inv.slot_of[c], s = next++;
+
+			if (mmap(p, INV_CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+				 inv.fd, (off_t)s * INV_CHUNK) == MAP_FAILED)
+				return (void *)1;
+			inv.slot_of[c] = s;
+			inv.retired_hash[old] = fnv1a(inv.all + (size_t)old * INV_CHUNK,
+						      INV_CHUNK);
+			inv.retired[old] = true;
+			break;
+		}
+		case 1:
+			madvise(p, INV_CHUNK, MADV_DONTNEED);
+			break;
+		case 2:
+			mprotect(p, INV_CHUNK, PROT_READ);
+			usleep(1000);
+			mprotect(p, INV_CHUNK, PROT_READ | PROT_WRITE);
+			break;
+		}
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static int case_odp_invalidate(void)
+{
+	size_t wn = (size_t)INV_CHUNKS * INV_CHUNK, an = (size_t)INV_SLOTS * INV_CHUNK;
+	char *src = map_anon(INV_CHUNK);
+	struct ibv_mr *ms = NULL;
+	long long inv0 = hw_counter("invalidations"), dinv0 = hw_counter("drv_odp_invalidations");
+	unsigned int seed = 99;
+	pthread_t mut;
+	void *mres = NULL;
+	int c, st, ret = -1, started = 0, bad = 0;
+
+	memset(&inv, 0, sizeof(inv));
+	inv.fd = memfd_create("odpnic-test", 0);
+	FAIL_IF(out, inv.fd < 0 || ftruncate(inv.fd, an), "memfd: %s", strerror(errno));
+	inv.all = mmap(NULL, an, PROT_READ, MAP_SHARED, inv.fd, 0);
+	inv.win = mmap(NULL, wn, PROT_READ | PROT_WRITE, MAP_SHARED, inv.fd, 0);
+	FAIL_IF(out, inv.all == MAP_FAILED || inv.win == MAP_FAILED || !src, "mmap: %s",
+		strerror(errno));
+	for (c = 0; c < INV_CHUNKS; c++)
+		inv.slot_of[c] = c;
+	ms = ibv_reg_mr(pd, src, INV_CHUNK, ACC_ALL);
+	inv.mr = ibv_reg_mr(pd, inv.win, wn, ACC_ALL | IBV_ACCESS_ON_DEMAND);
+	FAIL_IF(out, !ms || !inv.mr, "reg_mr: %s", strerror(errno));
+
+	FAIL_IF(out, pthread_create(&mut, NULL, inv_mutator, NULL), "pthread_create");
+	started = 1;
+	while (!atomic_load(&inv.stop)) {
+		c = rand_r(&seed) % INV_CHUNKS;
+		fill(src, INV_CHUNK, seed);
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, INV_CHUNK, inv.mr,
+			       (uintptr_t)inv.win + (size_t)c * INV_CHUNK);
+		if (st < 0)
+			goto out;	/* rdma_sync() said why */
+		inv.writes++;
+		/* A write-protected chunk fails the WR; nothing else may. */
+		if (st && st != IBV_WC_LOC_ACCESS_ERR) {
+			inv.bad_status++;
+			bad = st;
+		}
+		inv.errors += !!st;
+		if (pthread_tryjoin_np(mut, &mres) == 0) {
+			started = 0;
+			break;
+		}
+	}
+	FAIL_IF(out, mres, "the mutator failed: %s", strerror(errno));
+	FAIL_IF(out, inv.bad_status, "%d WRs completed with an unexpected status, last %s",
+		inv.bad_status, ibv_wc_status_str(bad));
+	/* Quiet now: every chunk takes a write, and holds it. */
+	for (c = 0; c < INV_CHUNKS; c++) {
+		fill(src, INV_CHUNK, 1000 + c);
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, INV_CHUNK, inv.mr,
+			       (uintptr_t)inv.win + (size_t)c * INV_CHUNK);
+		if (st < 0)
+			goto out;
+		FAIL_IF(out, st, "final WRITE to chunk %d: status %d", c, st);
+		FAIL_IF(out, memcmp(src, inv.win + (size_t)c * INV_CHUNK, INV_CHUNK),
+			"chunk %d does not hold its final write", c);
+	}
+	for (c = 0; c < INV_SLOTS; c++)
+		FAIL_IF(out, inv.retired[c] &&
+			fnv1a(inv.all + (size_t)c * INV_CHUNK, INV_CHUNK) != inv.retired_hash[c],
+			"stale DMA: memfd slot %d changed after it left the region", c);
+	/* A change to a chunk the NIC never mapped needs no fence. */
+	FAIL_IF(out, hw_counter("invalidations") == inv0, "no fence for %d remaps",
+		INV_SLOTS - INV_CHUNKS);
+	FAIL_IF(out, hw_counter("drv_odp_invalidations") - dinv0 !=
+		hw_counter("invalidations") - inv0,
+		"driver sent %lld fences, device executed %lld",
+		hw_counter("drv_odp_invalidations") - dinv0, hw_counter("invalidations") - inv0);
+	printf("# %d writes (%d failed on write-protected chunks), %d remaps, %lld fences\n",
+	       inv.writes, inv.errors, INV_SLOTS - INV_CHUNKS,
+	       hw_counter("invalidations") - inv0);
+	ret = 0;
+out:
+	atomic_store(&inv.stop, true);
+	if (started)
+		pthread_join(mut, NULL);
+	if (inv.mr)
+		ibv_dereg_mr(inv.mr);
+	if (ms)
+		ibv_dereg_mr(ms);
+	if (inv.win && inv.win != MAP_FAILED)
+		munmap(inv.win, wn);
+	if (inv.all && inv.all != MAP_FAILED)
+		munmap(inv.all, an);
+	if (inv.fd > 0)
+		close(inv.fd);
+	munmap(src, INV_CHUNK);
+	return ret;
+}
+
+/* ibv_advise_mr(PREFETCH_WRITE, FLUSH): the pages are there on return. */
+static int case_prefetch(void)
+{
+	size_t n = 2 * MiB;
+	char *src = map_anon(n), *dst = map_anon(n);
+	struct ibv_mr *ms = NULL, *md = NULL;
+	struct ibv_sge sge;
+	long long p0 = hw_counter("drv_prefetches"), f1;
+	int st, ret = -1;
+
+	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	fill(src, n, 21);
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
+	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	sge = (struct ibv_sge){ .addr = (uintptr_t)dst, .length = n, .lkey = md->lkey };
+	st = ibv_advise_mr(pd, IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE,
+			   IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
+	FAIL_IF(out, st, "ibv_advise_mr: %s", strerror(st));
+	FAIL_IF(out, hw_counter("drv_prefetches") != p0 + 1, "the driver counted %lld prefetches",
+		hw_counter("drv_prefetches") - p0);
+	/* The device's prefetch event may still be in flight: let it land. */
+	usleep(100000);
+	f1 = hw_counter("odp_faults_raised");
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st || memcmp(src, dst, n), "WRITE: status %d", st);
+	FAIL_IF(out, hw_counter("odp_faults_raised") != f1,
+		"the prefetched region still faulted %lld times",
+		hw_counter("odp_faults_raised") - f1);
+	ret = 0;
+out:
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	munmap(dst, n);
+	return ret;
+}
+
+/* Protection domains are checked by the driver: another PD's key is refused. */
+static int case_pd_check(void)
+{
+	struct ibv_pd *other = ibv_alloc_pd(ctx);
+	char *buf = map_anon(4096);
+	struct ibv_mr *mr = NULL;
+	int ret = -1;
+
+	FAIL_IF(out, !other || !buf, "alloc_pd: %s", strerror(errno));
+	mr = ibv_reg_mr(other, buf, 4096, ACC_ALL);
+	FAIL_IF(out, !mr, "reg_mr: %s", strerror(errno));
+	FAIL_IF(out, !rdma_op(IBV_WR_RDMA_WRITE, mr, buf, 4096, mr, (uintptr_t)buf, 1),
+		"a WR with another PD's lkey was posted");
+	ret = 0;
+out:
+	if (mr)
+		ibv_dereg_mr(mr);
+	if (other)
+		ibv_dealloc_pd(other);
+	munmap(buf, 4096);
+	return ret;
+}
+
+/* ---- dma-buf: a p2pgpu BO ---------------------------------------------- */
+
+static int bo_copy_from(int gpu, uint32_t handle, uint64_t off, void *dst, uint64_t n)
+{
+	struct p2pgpu_copy c = { .handle = handle, .direction = P2PGPU_COPY_FROM_BO,
+				 .bo_offset = off, .user_addr = (uintptr_t)dst, .size = n };
+
+	return ioctl(gpu, P2PGPU_IOC_COPY, &c);
+}
+
+static int case_dmabuf(void)
+{
+	size_t n = 4 * MiB;
+	char *src = map_anon(n), *chk = map_anon(n);
+	struct p2pgpu_alloc a = { .size = n };
+	struct p2pgpu_export ex = {};
+	struct p2pgpu_evict ev = {};
+	struct ibv_mr *ms = NULL, *mg = NULL;
+	long long dinv0 = hw_counter("drv_dmabuf_invalidations");
+	long long f0 = hw_counter("odp_faults_raised");
+	int gpu = -1, st, ret = -1, i;
+	bool have_bo = false;
+
+	FAIL_IF(out, !gpu_path, "give --gpu /dev/p2pgpuN");
+	gpu = open(gpu_path, O_RDWR | O_CLOEXEC);
+	FAIL_IF(out, gpu < 0 || !src || !chk, "%s: %s", gpu_path, strerror(errno));
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_ALLOC, &a), "ALLOC: %s", strerror(errno));
+	have_bo = true;
+	ex.handle = a.handle;
+	ex.flags = O_CLOEXEC | O_RDWR;
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EXPORT, &ex), "EXPORT: %s", strerror(errno));
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	/* iova 0x10000000: any address the QP's peer names it by. */
+	mg = ibv_reg_dmabuf_mr(pd, 0, n, 0x10000000, ex.fd, ACC_ALL);
+	FAIL_IF(out, !ms || !mg, "reg_dmabuf_mr: %s", strerror(errno));
+
+	for (i = 0; i < 4; i++) {
+		fill(src, n, 31 + i);
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, mg, 0x10000000);
+		if (st < 0)
+			goto out;
+		FAIL_IF(out, st, "WRITE %d into VRAM: status %d", i, st);
+		/* The GPU's copy engine reads VRAM back: the bytes are there. */
+		FAIL_IF(out, bo_copy_from(gpu, a.handle, 0, chk, n), "COPY: %s", strerror(errno));
+		FAIL_IF(out, memcmp(src, chk, n), "WRITE %d: VRAM differs", i);
+		/* The BO moves: move_notify, the NIC fences and faults it back. */
+		ev.handle = a.handle;
+		ev.op = i % 2 ? P2PGPU_EVICT_APERTURE : P2PGPU_EVICT_MOVE;
+		FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EVICT, &ev), "EVICT: %s", strerror(errno));
+	}
+	/* READ back through the NIC after the last move. */
+	memset(chk, 0, n);
+	{
+		struct ibv_mr *mc = ibv_reg_mr(pd, chk, n, ACC_ALL);
+
+		FAIL_IF(out, !mc, "reg_mr: %s", strerror(errno));
+		st = rdma_sync(IBV_WR_RDMA_READ, mc, chk, n, mg, 0x10000000);
+		if (st < 0)
+			goto out;
+		ibv_dereg_mr(mc);
+		FAIL_IF(out, st || memcmp(src, chk, n), "READ from VRAM: status %d", st);
+	}
+	FAIL_IF(out, hw_counter("drv_dmabuf_invalidations") - dinv0 < 2,
+		"%lld dma-buf fences for 4 moves", hw_counter("drv_dmabuf_invalidations") - dinv0);
+	FAIL_IF(out, hw_counter("odp_faults_raised") - f0 < 2,
+		"%lld faults after 4 moves", hw_counter("odp_faults_raised") - f0);
+	ret = 0;
+out:
+	if (mg)
+		ibv_dereg_mr(mg);
+	if (ms)
+		ibv_dereg_mr(ms);
+	if (ex.fd > 0)
+		close(ex.fd);
+	if (have_bo) {
+		struct p2pgpu_handle f = { .handle = a.handle };
+
+		ioctl(gpu, P2PGPU_IOC_FREE, &f);
+	}
+	if (gpu >= 0)
+		close(gpu);
+	munmap(src, n);
+	munmap(chk, n);
+	return ret;
+}
+
+static const struct selftest_case cases[] = {
+	{ "pinned", case_pinned, 0 },
+	{ "odp", case_odp, 0 },
+	{ "odp_unmapped", case_odp_unmapped, 0 },
+	{ "odp_madvise_mprotect", case_odp_madvise_mprotect, 0 },
+	{ "odp_invalidate", case_odp_invalidate, 0 },
+	{ "prefetch", case_prefetch, 0 },
+	{ "pd_check", case_pd_check, 0 },
+	{ "dmabuf", case_dmabuf, 1 },
+};
+
+int main(int argc, char **argv)
+{
+	struct selftest t = { .tool = "odpnic-test", .cases = cases,
+			      .ncases = sizeof(cases) / sizeof(cases[0]) };
+	char extra[256];
+	int i;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	page_size = sysconf(_SC_PAGESIZE);
+	for (i = 1; i < argc; i += 2) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v && !strcmp(a, "--dev"))
+			dev_name = v;
+		else if (v && !strcmp(a, "--gpu"))
+			gpu_path = v;
+		else if (v && !strcmp(a, "--only") && t.nonly < 32)
+			t.only[t.nonly++] = v;
+		else {
+			fprintf(stderr, "usage: %s [--dev odpnicN] [--gpu /dev/p2pgpuN] "
+				"[--only CASE]...\n", argv[0]);
+			return 2;
+		}
+	}
+	if (setup()) {
+		printf("TAP version 13\n1..0\n# setup: %s\n", fail_msg);
+		printf("{\"tool\":\"odpnic-test\",\"device\":\"%s\",\"error\":\"%s\",\"pass\":0,"
+		       "\"fail\":1}\n", dev_name, fail_msg);
+		return 1;
+	}
+	snprintf(extra, sizeof(extra), "\"device\":\"%s\",\"lid\":%u", dev_name, lid);
+	return selftest_run(&t, extra);
+}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .schema import Device, Machine, PropValue, RootPort, Switch
+from .schema import LAN_DEFAULT_MTU, Device, Machine, PropValue, RootPort, Switch
 
 Accel = Literal["kvm", "tcg"]
 
@@ -83,6 +83,27 @@ class LinkEnd:
                 f"remote.type=unix,remote.path={self.remote}")
 
 
+@dataclass(frozen=True)
+class LanPort:
+    """One machine's NIC on the management LAN: the link to one peer (see lan.py)."""
+
+    peer: str
+    peer_address: str
+    mac: str
+    end: LinkEnd
+
+
+@dataclass(frozen=True)
+class LanMember:
+    """One machine's part of the management LAN: its address, a port per peer, the names."""
+
+    name: str
+    address: str
+    mtu: int
+    ports: tuple[LanPort, ...]
+    hosts: tuple[tuple[str, str], ...]  # (address, name) of every machine on the LAN
+
+
 def firmware_for(image: Path) -> Literal["qboot", "seabios"]:
     """qboot for an ELF image (QEMU enters vmlinux through its PVH note), else SeaBIOS."""
     try:
@@ -145,6 +166,33 @@ def _device(dev: Device, netdev: str | None) -> list[str]:
     return ["-device", device_arg(dev.driver, props)]
 
 
+def lan_args(lan: LanMember) -> list[str]:
+    """The management LAN's netdevs and virtio-net NICs, one pair per peer.
+
+    The NICs go on the root bus (pcie.0) with no address: QEMU gives each the
+    next free slot, and as they come after everything the scenario adds
+    (topology, devices, qemu_args) they can take no slot a scenario device asked
+    for, and add no bridge, so the scenario's own buses and addresses stay as
+    they are. disable-legacy: no I/O BAR, which would take I/O space from the
+    scenario's root ports; romfile empty: no option ROM (nothing boots from it).
+    No iommu_platform: like the agent's virtio-serial, the LAN's DMA bypasses
+    the vIOMMU (the driver hands the device guest-physical addresses and QEMU
+    reads them directly), so it works the same under intel-iommu,
+    virtio-iommu or none, costs no IOTLB work per packet, and adds nothing to
+    the IOMMU activity a scenario is about.
+    """
+    args: list[str] = []
+    for port in lan.ports:
+        props: dict[str, PropValue] = {
+            "id": port.end.device, "bus": "pcie.0", "netdev": port.end.netdev,
+            "mac": port.mac, "disable-legacy": True, "romfile": "",
+        }
+        if lan.mtu != LAN_DEFAULT_MTU:
+            props["host_mtu"] = lan.mtu  # the guest driver takes it as the MTU at probe
+        args += ["-netdev", port.end.netdev_arg(), "-device", device_arg("virtio-net-pci", props)]
+    return args
+
+
 def topology_args(machine: Machine) -> list[str]:
     """Root ports and switches; each port gets its own chassis number unless given."""
     args: list[str] = []
@@ -192,6 +240,7 @@ def build_argv(
     paths: VMPaths,
     accel: Accel,
     links: Sequence[LinkEnd] = (),
+    lan: LanMember | None = None,
 ) -> list[str]:
     """The complete argv for one VM. Pure: no file system access, no environment."""
     argv = [str(boot.qemu), "-name", f"guest={machine.name},debug-threads=on"]
@@ -242,4 +291,6 @@ def build_argv(
     for dev in machine.devices:
         argv += _device(dev, netdevs.get(dev.id))
     argv += machine.qemu_args
+    if lan is not None:
+        argv += lan_args(lan)
     return argv

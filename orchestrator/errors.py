@@ -11,6 +11,8 @@ and keeps its root cause (``raise ... from exc``)::
     │   ├── VMLaunchError        QEMU did not start or its sockets never appeared
     │   ├── VMExited             QEMU exited while we still needed it
     │   ├── GuestCrashed         the console showed a panic or an oops
+    │   ├── GuestSetupError      the guest could not be set up as the scenario asks
+    │   │                        (the management LAN)
     │   ├── AgentError           the guest agent channel failed or answered "error"
     │   │   └── AgentTimeout     no answer from the agent in time (boot or request)
     │   └── QMPCommandError      a QMP command failed (wraps qemu.qmp's ExecuteError)
@@ -75,6 +77,10 @@ class VMExited(VMError):
 
 class GuestCrashed(VMError):
     """The guest console showed a kernel panic, an oops or a BUG."""
+
+
+class GuestSetupError(VMError):
+    """The guest could not be set up as the scenario asks (the management LAN)."""
 
 
 class AgentError(VMError):

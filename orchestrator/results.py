@@ -9,7 +9,7 @@ JSON layout (``schema_version`` 1), documented in docs/scenarios.md::
 
     ScenarioResult = {"name", "file", "status", "duration", "run_dir", "message",
       "machines": {vm: {"accel", "accel_reason", "kernel": Kernel, "boot_seconds",
-                        "guest_uptime_at_ready", "shutdown", "kernel_reports",
+                        "guest_uptime_at_ready", "lan_seconds", "shutdown", "kernel_reports",
                         "known_kernel_reports": [{"reason", "report"}],
                         "console_tail", "artifacts": {name: path}}},
       "metrics": {name: value}, "counters": {vm: {device: {counter: int}}},
@@ -71,6 +71,8 @@ class MachineResult:
     known_kernel_reports: list[dict[str, str]] = field(default_factory=list)
     # Debug kernels: leaks kmemleak found after the last step (None: no scan ran).
     kmemleak_leaks: int | None = None
+    # Agent ready to management LAN set up in the guest (None: not on a LAN).
+    lan_seconds: float | None = None
 
 
 @dataclass
@@ -152,6 +154,9 @@ def junit_xml(run: RunResult) -> ET.ElementTree[ET.Element]:
             if m.boot_seconds is not None:
                 ET.SubElement(props, "property", name=f"{vm}.boot_seconds",
                               value=f"{m.boot_seconds:.2f}")
+            if m.lan_seconds is not None:
+                ET.SubElement(props, "property", name=f"{vm}.lan_seconds",
+                              value=f"{m.lan_seconds:.3f}")
         for vm, devs in sc.counters.items():
             for dev, counters in devs.items():
                 for cname, value in counters.items():

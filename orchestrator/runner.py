@@ -20,6 +20,7 @@ from .accel import AccelChoice, resolve_accel
 from .cmdline import Boot, VMPaths, firmware_for, link_ends
 from .devices import read_counters
 from .errors import GuestCrashed, P2PLabError, SetupError, VMError
+from .lan import lan_plan
 from .results import MachineResult, ScenarioResult, StepResult, write_json
 from .scenario import LoadedScenario
 from .schema import Machine, step_machine
@@ -148,7 +149,8 @@ async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
     choices: dict[str, AccelChoice] = {}
     link_dir = vm_paths(run_dir, "_links", stack).sock_dir
     ends = link_ends([(link.a, link.b) for link in sc.links], link_dir)
-    if sc.links:
+    lan = lan_plan(sc, link_dir)
+    if sc.links or lan:
         link_dir.mkdir(parents=True, exist_ok=True)
     for m in sc.machines:
         boot, kernel = boot_for(m, opts.qemu, opts.kernel)
@@ -160,7 +162,8 @@ async def create_vms(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,
         log.info("accel", vm=m.name, accel=choice.accel, reason=choice.reason)
         vms[m.name] = VM(m, boot, vm_paths(run_dir, m.name, stack), choice.accel,
                          ends.get(m.name, []), kernel,
-                         [(k.match, k.reason) for k in sc.known_kernel_reports])
+                         [(k.match, k.reason) for k in sc.known_kernel_reports],
+                         lan.get(m.name))
         result.machines[m.name] = MachineResult(accel=choice.accel, accel_reason=choice.reason,
                                                 kernel=kernel.describe(None))
 
@@ -258,6 +261,9 @@ async def _start(vm: VM, result: ScenarioResult) -> None:
     # What really booted, as the guest's own uname -r tells it (the agent's ready event).
     m.kernel["booted"] = vm.agent.ready_info.get("kernel") if vm.agent.ready_info else None
     m.guest_uptime_at_ready = vm.agent.ready_info.get("uptime") if vm.agent.ready_info else None
+    if vm.lan is not None:
+        # Before the kmemleak baseline: what setting up the LAN allocates is boot, not a leak.
+        m.lan_seconds = round(await vm.configure_lan(), 3)
     if vm.kernel is not None and vm.kernel.debug:
         await kmemleak.baseline(vm)
 

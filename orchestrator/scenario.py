@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from .errors import Problem, ScenarioError
 from .schema import (
+    MAX_LAN_MACHINES,
     STEP_KINDS,
     UNION_TAGS,
     AssertStep,
@@ -147,6 +148,36 @@ def _check_machine(i: int, m: Machine, smap: SourceMap) -> list[Problem]:
     return problems
 
 
+def _check_lan(sc: Scenario, smap: SourceMap) -> list[Problem]:
+    """The management LAN's machines exist, appear once, and are at least two (at most
+    MAX_LAN_MACHINES: each one's NICs, one per peer, take slots on the root bus)."""
+    lan = sc.management_lan
+    if lan is None:
+        return []
+    problems: list[Problem] = []
+    base: DocPath = ("management_lan",)
+    names = {m.name for m in sc.machines}
+    members = [m.name for m in sc.machines]
+    if lan.machines is not None:
+        base = ("management_lan", "machines")
+        members = []
+        for k, name in enumerate(lan.machines):
+            if name not in names:
+                problems.append(smap.problem((*base, k), f"unknown machine {name!r}"))
+            elif name in members:
+                problems.append(smap.problem((*base, k), f"machine {name!r} is listed twice"))
+            else:
+                members.append(name)
+    if len(members) < 2 and not problems:
+        problems.append(smap.problem(
+            base, f"a management LAN joins at least two machines (here: {len(members)})"))
+    elif len(members) > MAX_LAN_MACHINES:
+        problems.append(smap.problem(
+            base, f"a management LAN joins at most {MAX_LAN_MACHINES} machines "
+                  f"(here: {len(members)}): each gets a NIC per peer on its root bus"))
+    return problems
+
+
 def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
     """Names that must be unique, and references that must resolve."""
     problems: list[Problem] = []
@@ -171,6 +202,8 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
         device_of(link.b, ("links", i, "b"))
         if link.a.split(".")[0] == link.b.split(".")[0]:
             problems.append(smap.problem(("links", i), "a link joins NICs of different machines"))
+
+    problems += _check_lan(sc, smap)
 
     metrics: set[str] = set()
     added: dict[str, set[str]] = {}  # devices hot-plugged by earlier steps, per machine

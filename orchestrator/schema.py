@@ -2,9 +2,10 @@
 
 A scenario has ``machines`` (each a q35 VM: CPU, memory, accel, vIOMMU, kernel,
 PCIe topology, devices), optional ``links`` between NICs of different machines,
-and ``steps`` run in order. A step is a mapping with exactly one of the keys
-``exec``, ``qmp``, ``fault``, ``wait``, ``assert`` plus the common keys
-``name``, ``machine`` and ``timeout``. See docs/scenarios.md.
+an optional ``management_lan`` between the machines, and ``steps`` run in
+order. A step is a mapping with exactly one of the keys ``exec``, ``qmp``,
+``fault``, ``wait``, ``assert`` plus the common keys ``name``, ``machine`` and
+``timeout``. See docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -171,6 +172,35 @@ class Link(Strict):
 
     a: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[A-Za-z][\w-]*$")]
     b: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[A-Za-z][\w-]*$")]
+
+
+MAX_LAN_MACHINES = 16
+LAN_DEFAULT_MTU = 1500
+
+
+def _lan_schema(schema: dict[str, Any]) -> None:
+    """``management_lan`` also takes ``true``/``false`` (the shorthand): say so to editors."""
+    schema["anyOf"] = [{"type": "boolean"}, *schema.get("anyOf", [])]
+
+
+class ManagementLAN(Strict):
+    """A management network between machines, for what tools exchange over TCP.
+
+    A full mesh of point-to-point virtio-net links over unix datagram sockets in
+    the run directory (nothing touches the host's network): each machine gets one
+    NIC per peer, the address ``169.254.100.N`` (the N-th machine of the LAN) on
+    each, a host route to each peer, and an ``/etc/hosts`` naming every machine.
+    See docs/scenarios.md.
+    """
+
+    machines: list[Identifier] | None = Field(
+        default=None,
+        description="the machines on the LAN, in address order; default: every machine",
+    )
+    mtu: int = Field(
+        default=LAN_DEFAULT_MTU, ge=68, le=65535,
+        description="the interfaces' MTU (virtio-net host_mtu), e.g. 9000 for RoCE over it",
+    )
 
 
 # ---------------------------------------------------------------- steps
@@ -552,3 +582,20 @@ class Scenario(Strict):
         description="kernel reports (WARN, lockdep, KASAN ...) that do not fail the run; "
                     "each is still recorded in results with its reason",
     )
+    management_lan: ManagementLAN | None = Field(
+        default=None,
+        description="true (every machine) or {machines, mtu}: a management network between "
+                    "the machines, with their names in each guest's /etc/hosts",
+        json_schema_extra=_lan_schema,
+    )
+
+    @field_validator("management_lan", mode="before")
+    @classmethod
+    def _lan_shorthand(cls, v: Any) -> Any:
+        if v is None or v is False:
+            return None
+        if v is True:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError("write true, false, or a mapping {machines: [...], mtu: N}")
+        return v

@@ -28,10 +28,18 @@ import structlog
 from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, Runstate
 
 from .agent import AgentClient
-from .cmdline import Accel, Boot, LinkEnd, VMPaths, build_argv
+from .cmdline import Accel, Boot, LanMember, LinkEnd, VMPaths, build_argv
 from .console import ConsoleWatcher
-from .errors import GuestCrashed, QMPCommandError, VMError, VMExited, VMLaunchError
+from .errors import (
+    GuestCrashed,
+    GuestSetupError,
+    QMPCommandError,
+    VMError,
+    VMExited,
+    VMLaunchError,
+)
 from .kernels import GuestKernel
+from .lan import guest_script
 from .schema import Machine, size_bytes
 
 log = structlog.get_logger(__name__)
@@ -40,6 +48,7 @@ T = TypeVar("T")
 
 LIVE_GROUPS: set[int] = set()
 CRASH_GRACE = 1.5  # seconds to wait for crash/exit evidence after a channel breaks
+LAN_TIMEOUT = 30.0  # seconds for the guest to set up the management LAN (0.13 s under TCG)
 
 
 def kill_all_now() -> None:
@@ -76,13 +85,15 @@ class VM:
         links: Sequence[LinkEnd] = (),
         kernel: GuestKernel | None = None,
         known_reports: Sequence[tuple[str, str]] = (),
+        lan: LanMember | None = None,
     ) -> None:
         self.machine = machine
         self.kernel = kernel
         self.name = machine.name
         self.paths = paths
         self.accel = accel
-        self.argv = build_argv(machine, boot, paths, accel, links)
+        self.lan = lan
+        self.argv = build_argv(machine, boot, paths, accel, links, lan)
         self.proc: asyncio.subprocess.Process | None = None
         self.qmp = QMPClient(self.name)
         self.agent = AgentClient(self.name, paths.agent_sock, paths.agent_log)
@@ -186,6 +197,26 @@ class VM:
             guest_uptime=info.get("uptime"),
         )
         return boot_seconds
+
+    async def configure_lan(self) -> float:
+        """Set up this guest's part of the management LAN; returns the seconds it took."""
+        if self.lan is None:
+            raise GuestSetupError(self.name, "this machine is not on a management LAN")
+        scale = self.kernel.timeout_scale if self.kernel is not None else 1.0
+        t0 = time.monotonic()
+        out = await self.guarded(
+            self.agent.exec(["sh", "-c", guest_script(self.lan)], LAN_TIMEOUT * scale))
+        seconds = time.monotonic() - t0
+        if out.status != 0:
+            why = "; ".join((out.stderr.strip() or out.stdout.strip() or "no output").splitlines())
+            if out.timed_out:
+                why = f"timed out after {LAN_TIMEOUT * scale:.0f} s; {why}"
+            raise GuestSetupError(
+                self.name, f"management LAN setup failed (exit status {out.status}): {why}",
+                self.console.tail())
+        log.info(f"management LAN up: {seconds:.3f} s", vm=self.name, address=self.lan.address,
+                 peers=[p.peer for p in self.lan.ports])
+        return seconds
 
     # ------------------------------------------------------------ running
 

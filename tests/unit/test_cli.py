@@ -22,6 +22,10 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     text = json.dumps(schema)
     for word in ("exec", "qmp", "fault", "wait", "assert", "intel-iommu", "root-port"):
         assert f'"{word}"' in text
+    lan = schema["properties"]["management_lan"]
+    assert {"type": "boolean"} in lan["anyOf"]
+    assert {"$ref": "#/$defs/ManagementLAN"} in lan["anyOf"]
+    assert set(schema["$defs"]["ManagementLAN"]["properties"]) == {"machines", "mtu"}
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from orchestrator.cmdline import (
     kernel_cmdline,
     link_ends,
 )
+from orchestrator.lan import lan_plan
 from orchestrator.scenario import parse_scenario
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cmdline"
@@ -150,3 +151,58 @@ def test_auto_firmware_follows_the_image(tmp_path: Path) -> None:
     assert "bios-microvm.bin" in build_argv(machine, BOOT, PATHS, "tcg")
     seabios_boot = Boot(BOOT.qemu, bz, BOOT.initrd, "seabios")
     assert "-bios" not in build_argv(machine, seabios_boot, PATHS, "tcg")
+
+
+# Two machines on the management LAN, one with its own topology, a linked NIC and
+# qemu_args: the LAN's netdevs and NICs come last, on pcie.0, after all of them.
+LAN = """
+machines:
+  - name: vm0
+    topology: [{kind: root-port, id: rp0}]
+    devices: [{driver: odp-nic, id: nic0, bus: rp0}]
+    qemu_args: [-global, "q35-pcihost.pci-hole64-size=64G"]
+  - name: vm1
+    viommu: virtio-iommu
+    devices: [{driver: odp-nic, id: nic0}]
+links:
+  - {a: vm0.nic0, b: vm1.nic0}
+management_lan: true
+steps: [{machine: vm0, exec: 'true'}]
+"""
+
+
+def _lan_argv(text: str, machine: str) -> list[str]:
+    sc = parse_scenario(text, "lan.yaml").scenario
+    ends = link_ends([(lk.a, lk.b) for lk in sc.links], Path("/RUN/_links"))
+    plan = lan_plan(sc, Path("/RUN/_links"))
+    m = next(x for x in sc.machines if x.name == machine)
+    paths = VMPaths(Path(f"/RUN/{machine}"), Path(f"/RUN/{machine}"))
+    return build_argv(m, BOOT, paths, "tcg", ends.get(machine, []), plan.get(machine))
+
+
+@pytest.mark.parametrize("machine", ["vm0", "vm1"])
+def test_golden_lan(machine: str) -> None:
+    got = "\n".join(_lan_argv(LAN, machine)) + "\n"
+    golden = GOLDEN / f"lan-{machine}.argv"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(got)
+    assert got == golden.read_text(), f"argv differs from {golden} (UPDATE_GOLDEN=1 rewrites)"
+
+
+def test_lan_changes_nothing_but_adding_its_nics() -> None:
+    """The LAN only appends: the argv without it is the same scenario's argv, unchanged."""
+    without = LAN.replace("management_lan: true", "")
+    for machine in ("vm0", "vm1"):
+        with_lan, plain = _lan_argv(LAN, machine), _lan_argv(without, machine)
+        assert with_lan[: len(plain)] == plain
+        extra = with_lan[len(plain):]
+        assert extra[0::2] == ["-netdev", "-device"]
+        assert extra[3].startswith("virtio-net-pci,id=lan.") and "bus=pcie.0" in extra[3]
+        assert "addr=" not in extra[3] and "iommu_platform" not in extra[3]
+
+
+def test_lan_mtu_is_the_nics_host_mtu() -> None:
+    text = LAN.replace("management_lan: true", "management_lan: {mtu: 9000}")
+    nics = [a for a in _lan_argv(text, "vm1") if a.startswith("virtio-net-pci,")]
+    assert len(nics) == 1 and nics[0].endswith(",host_mtu=9000")
+    assert all("host_mtu" not in a for a in _lan_argv(LAN, "vm1"))

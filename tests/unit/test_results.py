@@ -19,7 +19,8 @@ from orchestrator.results import (
 def _run() -> RunResult:
     ok = ScenarioResult("good", "scenarios/good.yaml", status="passed", duration=3.5,
                         run_dir="/runs/good", metrics={"passed": 28},
-                        machines={"vm0": MachineResult("tcg", "no kvm", 2.1, "poweroff")},
+                        machines={"vm0": MachineResult("tcg", "no kvm", 2.1, "poweroff",
+                                                       lan_seconds=0.131)},
                         counters={"vm0": {"gpu0": {"copies": 3}}})
     ok.steps = [StepResult(0, "load", "exec", "vm0", "passed", 0.1),
                 StepResult(1, "tests", "exec", "vm0", "passed", 3.0, metrics={"passed": 28},
@@ -43,6 +44,8 @@ def test_json(tmp_path: Path) -> None:
     assert good["metrics"] == {"passed": 28}
     assert good["counters"]["vm0"]["gpu0"]["copies"] == 3
     assert good["machines"]["vm0"]["boot_seconds"] == 2.1
+    assert good["machines"]["vm0"]["lan_seconds"] == 0.131
+    assert data["scenarios"][1]["machines"]["vm0"]["lan_seconds"] is None
     assert good["steps"][1]["metrics"] == {"passed": 28}
 
 
@@ -57,6 +60,8 @@ def test_junit(tmp_path: Path) -> None:
     assert props["metric.passed"] == "28"
     assert props["counter.vm0.gpu0.copies"] == "3"
     assert props["vm0.boot_seconds"] == "2.10"
+    assert props["vm0.lan_seconds"] == "0.131"
+    assert not any(p.get("name", "").endswith("lan_seconds") for p in bad.iter("property"))
     assert bad.get("failures") == "1" and bad.get("skipped") == "1"
     failure = bad.find("testcase/failure")
     assert failure is not None and "exit status 1" in (failure.get("message") or "")

@@ -103,3 +103,36 @@ def test_sockets_move_to_a_short_directory_when_the_run_dir_is_deep(tmp_path: Pa
         assert p.dir == deep / "vm0"
         assert len(str(p.qmp_sock)) < 100 and p.sock_dir.exists()
     assert not p.sock_dir.exists()
+
+
+@pytest.mark.parametrize(("value", "machines", "mtu"), [
+    ("true", None, 1500),
+    ("yes", None, 1500),
+    ("{}", None, 1500),
+    ("{machines: [b, a], mtu: 9000}", ["b", "a"], 9000),
+])
+def test_management_lan_forms(value: str, machines: list[str] | None, mtu: int) -> None:
+    text = f"machines: [{{name: a}}, {{name: b}}]\nmanagement_lan: {value}\n" \
+           "steps: [{machine: a, exec: 'true'}]\n"
+    lan = parse_scenario(text, "s.yaml").scenario.management_lan
+    assert lan is not None and lan.machines == machines and lan.mtu == mtu
+
+
+@pytest.mark.parametrize("value", ["false", "null", None])
+def test_management_lan_off(value: str | None) -> None:
+    text = "machines: [{name: a}]\nsteps: [{exec: 'true'}]\n"
+    if value is not None:
+        text += f"management_lan: {value}\n"
+    assert parse_scenario(text, "s.yaml").scenario.management_lan is None
+
+
+def test_management_lan_size_limit() -> None:
+    names = ", ".join(f"{{name: m{i}}}" for i in range(17))
+    text = f"machines: [{names}]\nmanagement_lan: true\nsteps: [{{machine: m0, exec: x}}]\n"
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.yaml")
+    (problem,) = info.value.problems
+    assert (problem.path, problem.line, problem.column) == ("management_lan", 2, 17)
+    assert "at most 16 machines (here: 17)" in problem.message
+    parse_scenario(text.replace("management_lan: true", "management_lan: {machines: [m0, m16]}"),
+                   "s.yaml")

@@ -24,7 +24,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <netdb.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +40,9 @@
 
 static const char *dev_name = "odpnic0";
 static const char *gpu_path;
+static const char *peer_host;	/* --connect: the target machine */
+static int listen_port;		/* --listen: we are the target */
+static int tcp_port = 7471;
 static long page_size;
 
 static struct ibv_context *ctx;
@@ -70,7 +75,7 @@ static long long hw_counter(const char *name)
 	return v;
 }
 
-static int qp_connect(struct ibv_qp *q, uint32_t remote_qpn)
+static int qp_connect(struct ibv_qp *q, uint32_t remote_qpn, uint16_t dlid)
 {
 	struct ibv_qp_attr a = {
 		.qp_state = IBV_QPS_INIT,
@@ -89,7 +94,7 @@ static int qp_connect(struct ibv_qp *q, uint32_t remote_qpn)
 	a.rq_psn = 0;
 	a.max_dest_rd_atomic = 1;
 	a.min_rnr_timer = 1;
-	a.ah_attr.dlid = lid;
+	a.ah_attr.dlid = dlid;
 	a.ah_attr.port_num = 1;
 	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
 			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
@@ -143,8 +148,11 @@ static int setup(void)
 		qp[i] = ibv_create_qp(pd, &ia);
 		CHECK(qp[i], "create_qp: %s", strerror(errno));
 	}
-	CHECK(!qp_connect(qp[0], qp[1]->qp_num) && !qp_connect(qp[1], qp[0]->qp_num),
-	      "connecting the loopback QPs: %s", strerror(errno));
+	/* With a peer, qp[0] is connected to it by the case, over TCP. */
+	if (!peer_host && !listen_port)
+		CHECK(!qp_connect(qp[0], qp[1]->qp_num, lid) &&
+		      !qp_connect(qp[1], qp[0]->qp_num, lid),
+		      "connecting the loopback QPs: %s", strerror(errno));
 	return 0;
 }
 
@@ -711,6 +719,238 @@ out:
 	return ret;
 }
 
+/* ---- two machines: the peer writes into our GPU's VRAM ----------------- */
+
+/* What the sides tell each other over TCP (the management LAN). */
+struct peer_info {
+	uint32_t lid, qpn, rkey, pad;
+	uint64_t addr, len;
+};
+
+struct peer_msg {
+	uint32_t round, seed;	/* round UINT32_MAX: done */
+};
+
+static int xfer(int fd, void *buf, size_t n, bool out)
+{
+	char *p = buf;
+
+	while (n) {
+		ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
+
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= r;
+	}
+	return 0;
+}
+
+static int tcp_listen_accept(int port)
+{
+	/* The guest kernels have no IPv6: the management LAN is IPv4. */
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, s = socket(AF_INET, SOCK_STREAM, 0), c;
+
+	if (s < 0)
+		return -1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) || listen(s, 1)) {
+		close(s);
+		return -1;
+	}
+	c = accept(s, NULL, NULL);
+	close(s);
+	return c;
+}
+
+/* The target may not listen yet: retry for 60 s. */
+static int tcp_connect(const char *host, int port)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char svc[16];
+	int i, fd = -1;
+
+	snprintf(svc, sizeof(svc), "%d", port);
+	for (i = 0; i < 600 && fd < 0; i++) {
+		if (i)
+			usleep(100000);
+		if (getaddrinfo(host, svc, &hints, &res))
+			continue;
+		for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype, 0);
+			if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+				close(fd);
+				fd = -1;
+			}
+		}
+		freeaddrinfo(res);
+	}
+	return fd;
+}
+
+#define PEER_ROUNDS 8
+#define PEER_STORM 64
+/*
+ * After an RNR the initiator resends the whole message behind the frames of
+ * the one the responder is still dropping: keep a message well inside the
+ * link's retry timeout (the scenario raises it; 20 ms of virtual time is
+ * short for 1024 frames between two emulated machines on a busy host).
+ */
+#define PEER_BYTES (1 * MiB)
+
+/*
+ * The target: a p2pgpu BO, exported as a dma-buf and registered; the peer
+ * writes it through our NIC (a responder: its faults answer RNR, the peer
+ * retries).  Each round the GPU's copy engine checks VRAM, then the BO
+ * moves (move_notify: our NIC fences).  In the storm the BO moves while
+ * the peer's writes are in flight; the last write must then be intact.
+ */
+static int case_dmabuf_target(void)
+{
+	size_t n = PEER_BYTES;
+	char *want = map_anon(n), *chk = map_anon(n);
+	struct p2pgpu_alloc a = { .size = n };
+	struct p2pgpu_export ex = { .fd = -1 };
+	struct peer_info me = {}, peer;
+	struct peer_msg m;
+	struct ibv_mr *mg = NULL;
+	long long dinv0 = hw_counter("drv_dmabuf_invalidations");
+	int gpu = -1, sock = -1, ret = -1, moves = 0;
+	bool have_bo = false;
+
+	FAIL_IF(out, !gpu_path || !listen_port, "give --gpu and --listen");
+	gpu = open(gpu_path, O_RDWR | O_CLOEXEC);
+	FAIL_IF(out, gpu < 0 || !want || !chk, "%s: %s", gpu_path, strerror(errno));
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_ALLOC, &a), "ALLOC: %s", strerror(errno));
+	have_bo = true;
+	ex.handle = a.handle;
+	ex.flags = O_CLOEXEC | O_RDWR;
+	FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EXPORT, &ex), "EXPORT: %s", strerror(errno));
+	mg = ibv_reg_dmabuf_mr(pd, 0, n, 0x10000000, ex.fd, ACC_ALL);
+	FAIL_IF(out, !mg, "reg_dmabuf_mr: %s", strerror(errno));
+	sock = tcp_listen_accept(listen_port);
+	FAIL_IF(out, sock < 0, "listen on %d: %s", listen_port, strerror(errno));
+	me = (struct peer_info){ .lid = lid, .qpn = qp[0]->qp_num, .rkey = mg->rkey,
+				 .addr = 0x10000000, .len = n };
+	FAIL_IF(out, xfer(sock, &me, sizeof(me), true) || xfer(sock, &peer, sizeof(peer), false),
+		"exchange: %s", strerror(errno));
+	FAIL_IF(out, qp_connect(qp[0], peer.qpn, peer.lid), "connect: %s", strerror(errno));
+	/* Our QP is in the device now: the peer may write. */
+	m = (struct peer_msg){};
+	FAIL_IF(out, xfer(sock, &m, sizeof(m), true), "peer went away");
+	for (;;) {
+		FAIL_IF(out, xfer(sock, &m, sizeof(m), false), "peer went away");
+		if (m.round == UINT32_MAX)
+			break;
+		if (m.seed) {	/* the peer's write of this round completed */
+			fill(want, n, m.seed);
+			FAIL_IF(out, bo_copy_from(gpu, a.handle, 0, chk, n), "COPY: %s",
+				strerror(errno));
+			FAIL_IF(out, memcmp(want, chk, n), "round %u: VRAM differs from the "
+				"peer's write (seed %u)", m.round, m.seed);
+		}
+		/* Move the BO, then let the peer go on (or, in the storm, go on
+		 * moving it while the peer writes). */
+		{
+			struct p2pgpu_evict ev = { .handle = a.handle,
+						   .op = moves % 2 ? P2PGPU_EVICT_APERTURE :
+								     P2PGPU_EVICT_MOVE };
+
+			FAIL_IF(out, ioctl(gpu, P2PGPU_IOC_EVICT, &ev), "EVICT: %s",
+				strerror(errno));
+			moves++;
+		}
+		FAIL_IF(out, xfer(sock, &m, sizeof(m), true), "peer went away");
+	}
+	FAIL_IF(out, hw_counter("drv_dmabuf_invalidations") - dinv0 < PEER_ROUNDS / 2,
+		"%lld dma-buf fences for %d moves",
+		hw_counter("drv_dmabuf_invalidations") - dinv0, moves);
+	printf("# %d moves, %lld fences, %lld faults raised\n", moves,
+	       hw_counter("drv_dmabuf_invalidations") - dinv0, hw_counter("odp_faults_raised"));
+	ret = 0;
+out:
+	if (sock >= 0)
+		close(sock);
+	if (mg)
+		ibv_dereg_mr(mg);
+	if (ex.fd >= 0)
+		close(ex.fd);
+	if (have_bo) {
+		struct p2pgpu_handle f = { .handle = a.handle };
+
+		ioctl(gpu, P2PGPU_IOC_FREE, &f);
+	}
+	if (gpu >= 0)
+		close(gpu);
+	munmap(want, n);
+	munmap(chk, n);
+	return ret;
+}
+
+/* The initiator: RDMA WRITEs into the target's VRAM over the link. */
+static int case_dmabuf_initiator(void)
+{
+	size_t n = PEER_BYTES;
+	char *src = map_anon(n);
+	struct peer_info me = {}, peer;
+	struct peer_msg m;
+	struct ibv_mr *ms = NULL;
+	struct ibv_mr remote = {};
+	int sock = -1, st, ret = -1;
+	uint32_t r;
+
+	FAIL_IF(out, !peer_host || !src, "give --connect HOST");
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	FAIL_IF(out, !ms, "reg_mr: %s", strerror(errno));
+	sock = tcp_connect(peer_host, tcp_port);
+	FAIL_IF(out, sock < 0, "connect to %s:%d: %s", peer_host, tcp_port, strerror(errno));
+	me = (struct peer_info){ .lid = lid, .qpn = qp[0]->qp_num };
+	FAIL_IF(out, xfer(sock, &peer, sizeof(peer), false) || xfer(sock, &me, sizeof(me), true),
+		"exchange: %s", strerror(errno));
+	FAIL_IF(out, qp_connect(qp[0], peer.qpn, peer.lid), "connect: %s", strerror(errno));
+	FAIL_IF(out, xfer(sock, &m, sizeof(m), false), "the target did not get ready");
+	remote.rkey = peer.rkey;
+	for (r = 0; r < PEER_ROUNDS; r++) {
+		m = (struct peer_msg){ .round = r, .seed = 100 + r };
+		fill(src, n, m.seed);
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, &remote, peer.addr);
+		if (st < 0)
+			goto out;
+		FAIL_IF(out, st, "round %u: WRITE status %s", r, ibv_wc_status_str(st));
+		FAIL_IF(out, xfer(sock, &m, sizeof(m), true) || xfer(sock, &m, sizeof(m), false),
+			"target went away in round %u", r);
+	}
+	/* The storm: the target moves the BO while our writes fly. */
+	for (r = 0; r < PEER_STORM; r++) {
+		m = (struct peer_msg){ .round = PEER_ROUNDS + r, .seed = 0 };
+		FAIL_IF(out, xfer(sock, &m, sizeof(m), true), "target went away");
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n / 4, &remote, peer.addr + r % 4 * n / 4);
+		if (st < 0)
+			goto out;
+		FAIL_IF(out, st, "storm write %u: status %s", r, ibv_wc_status_str(st));
+		FAIL_IF(out, xfer(sock, &m, sizeof(m), false), "target went away");
+	}
+	m = (struct peer_msg){ .round = PEER_ROUNDS + PEER_STORM, .seed = 999 };
+	fill(src, n, m.seed);
+	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, &remote, peer.addr);
+	if (st < 0)
+		goto out;
+	FAIL_IF(out, st, "final WRITE: status %s", ibv_wc_status_str(st));
+	FAIL_IF(out, xfer(sock, &m, sizeof(m), true) || xfer(sock, &m, sizeof(m), false),
+		"the target did not confirm the final write");
+	m.round = UINT32_MAX;
+	FAIL_IF(out, xfer(sock, &m, sizeof(m), true), "target went away");
+	ret = 0;
+out:
+	if (sock >= 0)
+		close(sock);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	return ret;
+}
+
 static const struct selftest_case cases[] = {
 	{ "pinned", case_pinned, 0 },
 	{ "odp", case_odp, 0 },
@@ -720,6 +960,8 @@ static const struct selftest_case cases[] = {
 	{ "prefetch", case_prefetch, 0 },
 	{ "pd_check", case_pd_check, 0 },
 	{ "dmabuf", case_dmabuf, 1 },
+	{ "dmabuf_target", case_dmabuf_target, 1 },
+	{ "dmabuf_initiator", case_dmabuf_initiator, 1 },
 };
 
 int main(int argc, char **argv)
@@ -738,10 +980,17 @@ int main(int argc, char **argv)
 			dev_name = v;
 		else if (v && !strcmp(a, "--gpu"))
 			gpu_path = v;
+		else if (v && !strcmp(a, "--connect"))
+			peer_host = v;
+		else if (v && !strcmp(a, "--listen"))
+			listen_port = tcp_port = atoi(v);
+		else if (v && !strcmp(a, "--port"))
+			tcp_port = atoi(v);
 		else if (v && !strcmp(a, "--only") && t.nonly < 32)
 			t.only[t.nonly++] = v;
 		else {
 			fprintf(stderr, "usage: %s [--dev odpnicN] [--gpu /dev/p2pgpuN] "
+				"[--listen PORT | --connect HOST [--port PORT]] "
 				"[--only CASE]...\n", argv[0]);
 			return 2;
 		}

@@ -2,8 +2,10 @@
 
 :class:`AgentClient` connects to the VM's ``agent.sock``, waits for the agent to
 announce itself (pinging, because a port does not replay what the guest wrote
-before the host connected), and sends requests one at a time. Every line in
-both directions is appended to the VM's ``agent.log``. See docs/guest-agent.md.
+before the host connected), and sends requests. Requests may overlap: an agent of
+protocol version 2 runs commands concurrently and answers each when it is done
+(a version 1 agent answers them one at a time, in order). Every line in both
+directions is appended to the VM's ``agent.log``. See docs/guest-agent.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +41,14 @@ class ExecResult:
     truncated: bool
 
 
+@dataclass(frozen=True)
+class Started:
+    """The agent's ``started`` event: an exec request's program is running."""
+
+    request_id: int  # the exec request's id: what ``kill`` names
+    pid: int
+
+
 class AgentClient:
     """One connection to one guest agent."""
 
@@ -50,6 +61,8 @@ class AgentClient:
         self._writer: asyncio.StreamWriter | None = None
         self._next_id = 1
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # Interim events of a pending request (``started``), to a callback.
+        self._interim: dict[int, Callable[[dict[str, Any]], None]] = {}
         self._ready = asyncio.Event()
         self._closed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -110,6 +123,9 @@ class AgentClient:
             self._ready.set()
             return
         ident = msg.get("id")
+        if event == "started" and isinstance(ident, int) and ident in self._interim:
+            self._interim[ident](msg)
+            return
         if isinstance(ident, int) and ident in self._pending:
             fut = self._pending.pop(ident)
             if not fut.done():
@@ -143,21 +159,37 @@ class AgentClient:
         assert self.ready_info is not None
         return self.ready_info
 
-    async def request(self, msg: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        """Send one request and wait for its answer (requests are serialised)."""
-        async with self._lock:
-            ident = self._next_id
-            self._next_id += 1
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._pending[ident] = fut
-            await self._send({"id": ident, **msg})
-            try:
-                reply = await asyncio.wait_for(fut, timeout)
-            except TimeoutError as exc:
-                self._pending.pop(ident, None)
-                raise AgentTimeout(
-                    self.vm, f"no answer to {msg.get('op')} within {timeout}s"
-                ) from exc
+    @property
+    def version(self) -> int:
+        """The agent's protocol version (0 before it is ready; 1 did not say)."""
+        if self.ready_info is None:
+            return 0
+        return int(self.ready_info.get("version", 1))
+
+    async def request(self, msg: dict[str, Any], timeout: float | None,
+                      on_interim: Callable[[dict[str, Any]], None] | None = None,
+                      ) -> dict[str, Any]:
+        """Send one request and wait for its answer; other requests may run meanwhile.
+
+        ``on_interim`` gets the request's interim events (``started``) before the answer.
+        """
+        ident = self._next_id
+        self._next_id += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = fut
+        if on_interim is not None:
+            self._interim[ident] = on_interim
+        try:
+            async with self._lock:  # one writer at a time; the answers are awaited unlocked
+                await self._send({"id": ident, **msg})
+            reply = await asyncio.wait_for(fut, timeout)
+        except TimeoutError as exc:
+            raise AgentTimeout(
+                self.vm, f"no answer to {msg.get('op')} within {timeout}s"
+            ) from exc
+        finally:
+            self._pending.pop(ident, None)
+            self._interim.pop(ident, None)
         if reply.get("event") == "error":
             raise AgentError(self.vm, f"agent: {reply.get('message', 'error')}")
         return reply
@@ -167,12 +199,25 @@ class AgentClient:
         reply = await self.request({"op": "ping"}, timeout)
         return float(reply.get("uptime", 0.0))
 
-    async def exec(self, argv: list[str], timeout: float | None) -> ExecResult:
-        """Run ``argv`` in the guest; ``timeout`` is enforced by the agent, with margin here."""
+    async def exec(self, argv: list[str], timeout: float | None,
+                   on_start: Callable[[Started], None] | None = None) -> ExecResult:
+        """Run ``argv`` in the guest; ``timeout`` is enforced by the agent, with margin here.
+
+        With ``on_start`` (protocol version 2), the agent reports when the program runs
+        (its exec succeeded): ``on_start`` gets the request's id, for :meth:`kill`.
+        """
         msg: dict[str, Any] = {"op": "exec", "argv": argv}
         if timeout is not None:
             msg["timeout"] = timeout
-        reply = await self.request(msg, None if timeout is None else timeout + 15.0)
+        interim: Callable[[dict[str, Any]], None] | None = None
+        if on_start is not None:
+            msg["report_start"] = True
+            report = on_start
+
+            def interim(event: dict[str, Any]) -> None:
+                report(Started(int(event["id"]), int(event.get("pid", 0))))
+
+        reply = await self.request(msg, None if timeout is None else timeout + 15.0, interim)
         if reply.get("event") != "exit":
             raise AgentError(self.vm, f"unexpected answer to exec: {reply}")
         return ExecResult(
@@ -184,6 +229,12 @@ class AgentClient:
             stderr=str(reply.get("stderr", "")),
             truncated=bool(reply.get("truncated", False)),
         )
+
+    async def kill(self, request_id: int, sig: int = 9, timeout: float = 5.0) -> None:
+        """Send ``sig`` to the process group of the command of exec request ``request_id``
+        (protocol version 2); its exec then answers with its exit. Raises
+        :class:`AgentError` if that command is no longer running."""
+        await self.request({"op": "kill", "job": request_id, "signal": sig}, timeout)
 
     async def poweroff(self, timeout: float = 5.0) -> None:
         """Ask the guest to power off (QEMU then exits on its own)."""

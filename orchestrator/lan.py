@@ -9,9 +9,11 @@ network for that, apart from the devices under test:
   join NICs. Unix datagram sockets are point to point, hence a full mesh: one
   NIC per peer. Nothing touches the host's network.
 * Addresses: the N-th machine of the LAN (1-based) is ``169.254.100.N``. It puts
-  that one address on each of its NICs as a /32 whose far end is the peer
-  (``ip addr add A peer B``), which also makes the /32 host route to the peer
-  through that NIC: no subnet, so with N-1 NICs there is no ambiguity to route.
+  that one address on each of its NICs as a /32, with a /32 host route to the
+  peer through that NIC: no subnet, so with N-1 NICs there is no ambiguity to
+  route.  Not ``ip addr add A peer B``: RoCE (rxe on this LAN) builds its GIDs
+  from each address's ``ifa_address``, which for a point-to-point address is
+  the peer's, so rxe would take the peer's GID for its own.
 * MACs: ``02:70:6c:4c:NN:PP`` (hex) on machine NN's NIC towards machine PP,
   locally administered: the guest finds the NIC for each peer by its MAC.
 * Names: each guest gets an ``/etc/hosts`` with every machine's name, its
@@ -103,7 +105,8 @@ port() {{
         [ -r "$d/address" ] || continue
         read -r m < "$d/address"
         [ "$m" = "$1" ] || continue
-        ip addr add {address} peer "$2" dev "${{d##*/}}" && up "$d" && return 0
+        ip addr add {address}/32 dev "${{d##*/}}" && up "$d" &&
+            ip route add "$2"/32 dev "${{d##*/}}" src {address} && return 0
         echo "cannot configure ${{d##*/}} (MAC $1), the link to $3" >&2
         exit 1
     done

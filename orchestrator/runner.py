@@ -1,5 +1,6 @@
 """Running one scenario: resolve paths and accel, boot the VMs concurrently, run
-the steps, read device counters, and tear everything down whatever happens.
+the steps (background commands in a job group that kills what still runs when
+the steps end), read device counters, and tear everything down whatever happens.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import structlog
 
 from . import kernels, kmemleak, paths
 from .accel import AccelChoice, resolve_accel
+from .background import job_group
 from .cmdline import Boot, VMPaths, firmware_for, link_ends
 from .devices import read_counters
 from .errors import GuestCrashed, P2PLabError, SetupError, VMError
 from .lan import lan_plan
 from .results import MachineResult, ScenarioResult, StepResult, write_json
 from .scenario import LoadedScenario
-from .schema import Machine, step_machine
-from .steps import StepContext, run_step, step_kind, step_title
+from .schema import JoinStep, Machine, step_machine
+from .steps import StepContext, report_unjoined, run_step, step_kind, step_title
 from .vm import VM
 
 log = structlog.get_logger(__name__)
@@ -190,19 +192,25 @@ async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path
     await start_vms(vms, result)
     ctx = StepContext(vms, run_dir, timeout_scale=max(
         (vm.kernel.timeout_scale for vm in vms.values() if vm.kernel is not None), default=1.0))
-    for i, step in enumerate(sc.steps):
-        _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
-        result.steps[i].message = _RUNNING
-        res = await run_step(i, step, ctx)
-        result.steps[i] = res
-        if opts.on_step is not None:
-            opts.on_step(loaded.name, res)
-        if res.status != "passed":
-            result.status = res.status
-            result.message = f"step {i} ({res.name}): {res.message}"
-            for later in result.steps[i + 1 :]:
-                later.message = "not run: an earlier step failed"
-            return
+    joins = {s.join: s for s in sc.steps if isinstance(s, JoinStep)}
+    try:
+        # Leaving the group (whatever happened) kills the background commands still running.
+        async with job_group(joins) as ctx.jobs:
+            for i, step in enumerate(sc.steps):
+                _phase(opts, loaded.name, f"step {i + 1}/{len(sc.steps)}: {result.steps[i].name}")
+                result.steps[i].message = _RUNNING
+                res = await run_step(i, step, ctx)
+                result.steps[i] = res
+                if opts.on_step is not None:
+                    opts.on_step(loaded.name, res)
+                if res.status != "passed":
+                    result.status = res.status
+                    result.message = f"step {i} ({res.name}): {res.message}"
+                    for later in result.steps[i + 1 :]:
+                        later.message = "not run: an earlier step failed"
+                    return
+    finally:
+        report_unjoined(ctx)
     result.metrics = dict(ctx.metrics)
     if await _leaks_found(vms, result):
         return

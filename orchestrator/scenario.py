@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from .schema import (
     DeviceAddFault,
     ExecStep,
     FaultStep,
+    JoinStep,
     Machine,
     Scenario,
     Switch,
     ValueRef,
+    WaitStep,
     step_machine,
 )
 from .yamlsource import DocPath, SourceMap, load_yaml
@@ -178,6 +181,95 @@ def _check_lan(sc: Scenario, smap: SourceMap) -> list[Problem]:
     return problems
 
 
+def _command_problem(cmd: str | list[str] | None, path: DocPath,
+                     smap: SourceMap) -> list[Problem]:
+    """A command string is split into words like a shell splits them, and run without a
+    shell: a shell operator in it (``a | b``, ``a; b``, ``> file``) is a mistake."""
+    if not isinstance(cmd, str):
+        return []  # an argv list is taken as written
+    lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        ops = [t for t in lexer if t and all(c in "();<>|&" for c in t)]
+    except ValueError as exc:
+        return [smap.problem(path, f"cannot split the command into words: {exc}")]
+    if not ops:
+        return []
+    return [smap.problem(path, f"{ops[0]!r} is not run by a shell: a command string is only "
+                               f"split into words; write [sh, -c, '...'] for a shell")]
+
+
+def _check_commands(sc: Scenario, smap: SourceMap) -> list[Problem]:
+    """The guest command strings of exec, ready and wait.guest."""
+    problems: list[Problem] = []
+    for i, step in enumerate(sc.steps):
+        if isinstance(step, ExecStep):
+            problems += _command_problem(step.exec_, ("steps", i, "exec"), smap)
+            problems += _command_problem(step.ready, ("steps", i, "ready"), smap)
+        elif isinstance(step, WaitStep):
+            problems += _command_problem(step.wait.guest, ("steps", i, "wait", "guest"), smap)
+    return problems
+
+
+def _check_background(sc: Scenario, smap: SourceMap) -> list[Problem]:
+    """Background commands: names unique, checked at their join (not where they start),
+    each joined exactly once, by a later step on the same machine."""
+    problems: list[Problem] = []
+    names = [m.name for m in sc.machines]
+    started: dict[str, tuple[int, str | None]] = {}  # name -> (step index, machine)
+    joined: dict[str, int] = {}
+    for i, step in enumerate(sc.steps):
+        base: DocPath = ("steps", i)
+        if isinstance(step, ExecStep) and step.background is None:
+            if step.ready is not None:
+                problems.append(smap.problem(
+                    (*base, "ready"), "'ready' is for a background command: add 'background'",
+                    key=True))
+        elif isinstance(step, ExecStep) and step.background is not None:
+            name = step.background
+            for key in ("expect", "metrics"):
+                if key in step.model_fields_set:
+                    problems.append(smap.problem(
+                        (*base, key), f"a background command is checked where it is joined: "
+                                      f"move '{key}' to the 'join: {name}' step", key=True))
+            if name in started:
+                problems.append(smap.problem(
+                    (*base, "background"),
+                    f"background command {name!r} is already started by steps[{started[name][0]}]"))
+            else:
+                started[name] = (i, step_machine(step, names))
+        elif isinstance(step, JoinStep):
+            name = step.join
+            later = [j for j, s in enumerate(sc.steps) if j > i and isinstance(s, ExecStep)
+                     and s.background == name]
+            machine = step_machine(step, names)
+            if name in joined:
+                problems.append(smap.problem(
+                    (*base, "join"),
+                    f"background command {name!r} is already joined by steps[{joined[name]}]"))
+            elif name not in started:
+                why = f"it starts later, at steps[{later[0]}]" if later else \
+                    "no exec step has 'background: " + name + "'"
+                problems.append(smap.problem(
+                    (*base, "join"),
+                    f"background command {name!r} is not started by an earlier step ({why})"))
+            else:
+                joined[name] = i
+                at, runs_on = started[name]
+                if runs_on is not None and machine is not None and runs_on != machine:
+                    problems.append(smap.problem(
+                        (*base, "join"), f"background command {name!r} runs on machine "
+                                         f"{runs_on!r} (steps[{at}]), not on {machine!r}"))
+    for name, (i, machine) in started.items():
+        if name not in joined:
+            on = f" on machine {machine!r}" if machine else ""
+            problems.append(smap.problem(
+                ("steps", i, "background"),
+                f"background command {name!r} is never joined: add a later "
+                f"'join: {name}' step{on}"))
+    return problems
+
+
 def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
     """Names that must be unique, and references that must resolve."""
     problems: list[Problem] = []
@@ -204,6 +296,8 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
             problems.append(smap.problem(("links", i), "a link joins NICs of different machines"))
 
     problems += _check_lan(sc, smap)
+    problems += _check_commands(sc, smap)
+    problems += _check_background(sc, smap)
 
     metrics: set[str] = set()
     added: dict[str, set[str]] = {}  # devices hot-plugged by earlier steps, per machine
@@ -215,7 +309,7 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
             )
         elif step.machine is not None and step.machine not in machines:
             problems.append(smap.problem((*base, "machine"), f"unknown machine {step.machine!r}"))
-        if isinstance(step, ExecStep):
+        if isinstance(step, ExecStep | JoinStep):
             for name in step.metrics:
                 metrics.add(name)
         if isinstance(step, FaultStep) and isinstance(step.fault, DeviceAddFault):

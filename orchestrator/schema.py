@@ -3,9 +3,9 @@
 A scenario has ``machines`` (each a q35 VM: CPU, memory, accel, vIOMMU, kernel,
 PCIe topology, devices), optional ``links`` between NICs of different machines,
 an optional ``management_lan`` between the machines, and ``steps`` run in
-order. A step is a mapping with exactly one of the keys ``exec``, ``qmp``,
-``fault``, ``wait``, ``assert`` plus the common keys ``name``, ``machine`` and
-``timeout``. See docs/scenarios.md.
+order. A step is a mapping with exactly one of the keys ``exec``, ``join``,
+``qmp``, ``fault``, ``wait``, ``assert`` plus the common keys ``name``, ``machine``
+and ``timeout``. See docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -284,12 +284,9 @@ def _metric_shorthand(v: Any) -> Any:
     return v
 
 
-class ExecStep(StepBase):
-    """Run a command in the guest through the agent."""
+class OutputChecks(StepBase):
+    """What an ``exec`` or a ``join`` step checks of a command that exited."""
 
-    exec_: str | list[str] = Field(
-        alias="exec", description="a command line (split like a shell) or an argv list"
-    )
     expect: Expect = Field(default_factory=Expect)
     metrics: dict[Identifier, Metric] = Field(default_factory=dict)
 
@@ -298,12 +295,46 @@ class ExecStep(StepBase):
     def _metrics(cls, v: Any) -> Any:
         return _metric_shorthand(v)
 
-    @field_validator("exec_")
+
+def _nonempty_command(v: str | list[str] | None) -> str | list[str] | None:
+    if v is not None and not v:
+        raise ValueError("the command is empty")
+    return v
+
+
+class ExecStep(OutputChecks):
+    """Run a command in the guest through the agent (to its end, or in the background)."""
+
+    exec_: str | list[str] = Field(
+        alias="exec", description="a command line (split like a shell) or an argv list"
+    )
+    background: Identifier | None = Field(
+        default=None,
+        description="run the command in the background under this name (unique in the "
+                    "scenario): the step passes once it runs, and a later 'join: NAME' step "
+                    "on the same machine waits for it and checks it (expect and metrics go "
+                    "there)",
+    )
+    ready: str | list[str] | None = Field(
+        default=None,
+        description="with background: a guest command polled until it exits 0 (e.g. until "
+                    "a server listens); the step fails if the background command exits first",
+    )
+
+    @field_validator("exec_", "ready")
     @classmethod
-    def _nonempty(cls, v: str | list[str]) -> str | list[str]:
-        if not v:
-            raise ValueError("the command is empty")
-        return v
+    def _nonempty(cls, v: str | list[str] | None) -> str | list[str] | None:
+        return _nonempty_command(v)
+
+
+class JoinStep(OutputChecks):
+    """Wait for a background command to exit, then check it as an exec step checks its own."""
+
+    join: Identifier = Field(
+        description="the name of a background command started by an earlier exec step on "
+                    "the same machine; 'timeout' is how long to wait for it to exit (then it "
+                    "is killed)"
+    )
 
 
 class QMPCommand(Strict):
@@ -483,6 +514,7 @@ class AssertStep(StepBase):
 
 STEP_KINDS = {
     "exec": "exec-step",
+    "join": "join-step",
     "qmp": "qmp-step",
     "fault": "fault-step",
     "wait": "wait-step",
@@ -490,9 +522,10 @@ STEP_KINDS = {
 }
 
 
-# The step model of each kind (no subclassing, so type() identifies a step).
+# The step model of each kind (none subclasses another, so type() identifies a step).
 STEP_CLASSES: dict[type[StepBase], str] = {
     ExecStep: "exec",
+    JoinStep: "join",
     QMPStep: "qmp",
     FaultStep: "fault",
     WaitStep: "wait",
@@ -510,6 +543,7 @@ def _step_kind(v: Any) -> str | None:
 
 Step = Annotated[
     Annotated[ExecStep, Tag("exec-step")]
+    | Annotated[JoinStep, Tag("join-step")]
     | Annotated[QMPStep, Tag("qmp-step")]
     | Annotated[FaultStep, Tag("fault-step")]
     | Annotated[WaitStep, Tag("wait-step")]
@@ -517,7 +551,8 @@ Step = Annotated[
     Discriminator(
         _step_kind,
         custom_error_type="step_kind",
-        custom_error_message="a step needs exactly one of the keys exec, qmp, fault, wait, assert",
+        custom_error_message="a step needs exactly one of the keys "
+                             "exec, join, qmp, fault, wait, assert",
     ),
 ]
 

@@ -3,27 +3,32 @@
 :func:`run_step` runs one step under its timeout and returns a
 :class:`~orchestrator.results.StepResult`; it raises only on cancellation.
 Captured metrics go into the shared :class:`StepContext` for later ``assert``
-steps. A VM crash or exit during a step makes the step an ``error``.
+steps. A VM crash or exit during a step makes the step an ``error``. An ``exec``
+with ``background`` starts a command in :mod:`orchestrator.background`; its
+``join`` checks it with the same code as an ``exec`` step checks its command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import operator
 import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from . import faults
+from .agent import ExecResult
+from .background import KILL_WAIT, BackgroundJobs, Job
 from .console import tail_lines
 from .devices import qom_get
-from .errors import P2PLabError, QMPCommandError, StepFailed, StepTimeout, VMError
+from .errors import AgentError, P2PLabError, QMPCommandError, StepFailed, StepTimeout, VMError
 from .results import StepResult
 from .schema import (
     STEP_CLASSES,
@@ -31,7 +36,9 @@ from .schema import (
     Check,
     ExecStep,
     FaultStep,
+    JoinStep,
     Metric,
+    OutputChecks,
     QMPStep,
     Step,
     ValueRef,
@@ -44,6 +51,8 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_STEP_TIMEOUT = 300.0
 HANG_PING_TIMEOUT = 5.0
+START_GRACE = 0.2  # seconds a background command (without 'ready') is watched for a quick exit
+READY_INTERVAL = 0.2  # seconds between two runs of a background command's 'ready' probe
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
@@ -62,6 +71,7 @@ class StepContext:
     event_cursor: dict[str, int] = field(default_factory=dict)
     console_cursor: dict[str, int] = field(default_factory=dict)
     timeout_scale: float = 1.0  # >1 when a machine runs a debug kernel
+    jobs: BackgroundJobs | None = None  # background commands (the runner's job group)
 
 
 def step_kind(step: Step) -> str:
@@ -75,6 +85,8 @@ def step_title(step: Step) -> str:
         return step.name
     if isinstance(step, ExecStep):
         return step.exec_ if isinstance(step.exec_, str) else shlex.join(step.exec_)
+    if isinstance(step, JoinStep):
+        return f"join {step.join}"
     if isinstance(step, QMPStep):
         return f"qmp {step.qmp.execute}"
     if isinstance(step, FaultStep):
@@ -108,11 +120,10 @@ def _capture(metric: Metric, stdout: str, stderr: str) -> Any:
     return raw
 
 
-async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
-                    timeout: float) -> None:
-    argv = _argv(step.exec_)
-    out = await vm.guarded(vm.agent.exec(argv, timeout))
-    base = ctx.run_dir / vm.name / "steps" / f"{res.index:02d}"
+def _keep_output(argv: list[str], out: ExecResult, vm: str, ctx: StepContext,
+                 res: StepResult) -> None:
+    """A command's output into the step's artifacts, its exit into the step's details."""
+    base = ctx.run_dir / vm / "steps" / f"{res.index:02d}"
     base.parent.mkdir(parents=True, exist_ok=True)
     for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
         p = base.with_name(f"{base.name}.{stream}")
@@ -123,9 +134,22 @@ async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
         guest_duration=out.duration, truncated=out.truncated,
         stdout_tail=tail_lines(out.stdout, 30), stderr_tail=tail_lines(out.stderr, 10),
     )
+
+
+def _output_tail(out: ExecResult) -> str:
+    tail = tail_lines(out.stdout + ("\n" + out.stderr if out.stderr else ""), 15)
+    return f"\n--- output tail ---\n{tail}" if tail else ""
+
+
+def _check_exit(step: OutputChecks, argv: list[str], out: ExecResult, vm: str,
+                ctx: StepContext, res: StepResult, killed: str) -> None:
+    """Keep a command's output and check its exit against ``expect`` and ``metrics``
+    (an exec step's command, or a background command at its join). ``killed`` says
+    why, if the command was killed for running too long."""
+    _keep_output(argv, out, vm, ctx, res)
     problems: list[str] = []
     if out.timed_out:
-        raise StepTimeout(f"{shlex.join(argv)}: killed in the guest after {timeout:.0f}s")
+        raise StepTimeout(killed)
     if step.expect.status is not None and out.status != step.expect.status:
         problems.append(f"exit status {out.status}, expected {step.expect.status}")
     for stream, text, must, mustnt in (
@@ -144,8 +168,142 @@ async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
             res.metrics[name] = value
             ctx.metrics[name] = value
     if problems:
-        tail = tail_lines(out.stdout + ("\n" + out.stderr if out.stderr else ""), 15)
-        raise StepFailed("; ".join(problems) + (f"\n--- output tail ---\n{tail}" if tail else ""))
+        raise StepFailed("; ".join(problems) + _output_tail(out))
+
+
+async def _run_exec(step: ExecStep, vm: VM, ctx: StepContext, res: StepResult,
+                    timeout: float) -> None:
+    argv = _argv(step.exec_)
+    if step.background is not None:
+        await _run_background(step, step.background, argv, vm, ctx, res, timeout)
+        return
+    out = await vm.guarded(vm.agent.exec(argv, timeout))
+    _check_exit(step, argv, out, vm.name, ctx, res,
+                f"{shlex.join(argv)}: killed in the guest after {timeout:.0f}s")
+
+
+def _ended_badly(job: Job, ready: bool, ctx: StepContext) -> str | None:
+    """Why a background command that ended already fails its own step (None: it does not,
+    its join decides)."""
+    out = job.result
+    assert out is not None and ctx.jobs is not None
+    if job.pid is None:
+        return f"cannot start {shlex.join(job.argv)}: exit status {out.status}"
+    if not ready:
+        return f"{shlex.join(job.argv)} exited with status {out.status} before it was ready"
+    join = ctx.jobs.joins.get(job.name)
+    expected = join.expect.status if join is not None else 0
+    if expected is not None and out.status != expected:
+        return (f"{shlex.join(job.argv)} exited at once with status {out.status} "
+                f"(its join expects {expected})")
+    return None
+
+
+async def _run_background(step: ExecStep, name: str, argv: list[str], vm: VM,
+                          ctx: StepContext, res: StepResult, timeout: float) -> None:
+    """Start a background command; pass once it runs (see docs/scenarios.md, Steps)."""
+    if ctx.jobs is None:
+        raise AgentError(vm.name, "background commands need the runner's job group")
+    if vm.agent.version < 2:
+        raise AgentError(vm.name, f"the guest agent speaks protocol version "
+                                  f"{vm.agent.version}, background commands need 2: "
+                                  f"rebuild the guest (make guest)")
+    job = ctx.jobs.start(name, vm, argv, res)
+    res.details.update(background=name, argv=argv)
+    await job.started.wait()
+    ready = True
+    if job.pid is not None:
+        res.details["pid"] = job.pid
+        if step.ready is not None:
+            ready = await _wait_ready(step.ready, job, vm, res, timeout)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.done.wait(), START_GRACE * ctx.timeout_scale)
+    res.details["state"] = "exited" if job.done.is_set() else "running"
+    if not job.done.is_set():
+        return
+    if job.error is not None:
+        job.reported = True
+        raise job.error
+    why = _ended_badly(job, ready, ctx)
+    if why is not None:
+        assert job.result is not None
+        job.reported = True
+        _keep_output(argv, job.result, vm.name, ctx, res)
+        raise StepFailed(why + _output_tail(job.result))
+
+
+async def _wait_ready(ready: str | list[str], job: Job, vm: VM, res: StepResult,
+                      timeout: float) -> bool:
+    """Run ``ready`` until it exits 0 (True), or the background command ends (False)."""
+    argv = _argv(ready)
+    tries = 0
+    while not job.done.is_set():
+        tries += 1
+        out = await vm.guarded(vm.agent.exec(argv, min(timeout, 30.0)))
+        res.details["ready_tries"] = tries
+        if out.status == 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(job.done.wait(), READY_INTERVAL)
+    return False
+
+
+async def _run_join(step: JoinStep, vm: VM, ctx: StepContext, res: StepResult,
+                    timeout: float) -> None:
+    """Wait for a background command to end (killing it after ``timeout``), then check it."""
+    job = ctx.jobs.jobs.get(step.join) if ctx.jobs is not None else None
+    if job is None:  # validation makes this impossible
+        raise AgentError(vm.name, f"no background command {step.join!r} was started")
+    job.reported = True
+    res.details.update(background=job.name, started_by=job.step.index)
+    waited_out = False
+    try:
+        async with asyncio.timeout(timeout):
+            await job.done.wait()
+    except TimeoutError:
+        waited_out = True
+        log.warning("background command still running at its join's timeout: killing it",
+                    vm=vm.name, background=job.name, timeout=timeout)
+        await job.kill()
+    if job.error is not None:
+        raise job.error
+    if job.result is None:
+        raise AgentError(vm.name, f"background command {job.name!r} did not end when "
+                                  f"killed after the join's {timeout:.0f}s")
+    out = replace(job.result, timed_out=True) if waited_out else job.result
+    _check_exit(step, job.argv, out, vm.name, ctx, res,
+                f"{shlex.join(job.argv)}: still running after the join's {timeout:.0f}s: "
+                f"killed (exit status {job.result.status})")
+
+
+def report_unjoined(ctx: StepContext) -> None:
+    """After the job group ended: the step that started each background command no
+    join reported (the scenario ended first) says how it ended, with its output."""
+    if ctx.jobs is None:
+        return
+    for job in ctx.jobs.jobs.values():
+        if job.reported:
+            continue
+        job.reported = True
+        out = job.result
+        if out is not None:
+            _keep_output(job.argv, out, job.vm.name, ctx, job.step)
+        if job.killed and out is not None:
+            end = f"still running at the end of the run: killed (exit status {out.status})"
+        elif job.killed:
+            end = "still running at the end of the run: killed with its VM"
+        elif job.error is not None:
+            end = f"never joined; it failed: {job.error}"
+        elif out is not None:
+            end = f"exited with status {out.status} but was never joined"
+        else:
+            end = "ended without an exit status"
+        res = job.step
+        res.details["at_end"] = end
+        res.message = (f"{res.message}; " if res.message else "") + f"background command {end}"
+        log.warning("background command not joined", vm=job.vm.name, background=job.name,
+                    end=end)
 
 
 async def _run_qmp(step: QMPStep, vm: VM, res: StepResult) -> None:
@@ -232,6 +390,8 @@ async def _dispatch(step: Step, vm: VM | None, ctx: StepContext, res: StepResult
     vm.check_alive()
     if isinstance(step, ExecStep):
         await _run_exec(step, vm, ctx, res, timeout)
+    elif isinstance(step, JoinStep):
+        await _run_join(step, vm, ctx, res, timeout)
     elif isinstance(step, QMPStep):
         await _run_qmp(step, vm, res)
     elif isinstance(step, FaultStep):
@@ -277,7 +437,13 @@ async def run_step(index: int, step: Step, ctx: StepContext) -> StepResult:
     reports_before = {name: len(v.console.report_lines) for name, v in ctx.vms.items()}
     try:
         # exec: the agent enforces ``timeout`` and reports; the host allows a margin.
-        margin = 10.0 if isinstance(step, ExecStep) else 0.0
+        # join: it kills the command after ``timeout`` and waits for its exit.
+        # A background exec's ``timeout`` (to start, and be ready) is the host's alone.
+        margin = 0.0
+        if isinstance(step, ExecStep) and step.background is None:
+            margin = 10.0
+        elif isinstance(step, JoinStep):
+            margin = 2 * KILL_WAIT + 5.0
         async with asyncio.timeout(timeout + margin):
             await _dispatch(step, vm, ctx, res, timeout)
         res.status = "passed"

@@ -3,9 +3,11 @@
  * p2plab-agent: the guest side of the orchestrator's control channel.
  *
  * It speaks JSON Lines over the virtio-serial port "org.p2plab.agent.0"
- * (protocol: docs/guest-agent.md).  Requests run one at a time: exec, ping,
- * poweroff.  Static, libc only, so it runs from the initramfs before any
- * userspace exists.
+ * (protocol: docs/guest-agent.md): exec, kill, ping, poweroff.  One thread,
+ * one poll loop: the port, a self-pipe for SIGCHLD and the output pipes of
+ * every running command, so commands run concurrently (each exec answers
+ * when its command ends) and a ping is answered while they run.  Static,
+ * libc only, so it runs from the initramfs before any userspace exists.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -25,10 +27,11 @@
 #include <unistd.h>
 
 #define PORT_NAME "org.p2plab.agent.0"
-#define AGENT_VERSION 1
+#define AGENT_VERSION 2
 #define MAX_LINE (1 << 20)
 #define MAX_ARGS 256
 #define OUT_CAP (1 << 20)
+#define MAX_JOBS 32
 
 /* ---------------------------------------------------------------- output */
 
@@ -121,6 +124,7 @@ static void buf_json_str(struct buf *b, const char *s, size_t n)
 }
 
 static int port_fd = -1;
+static int connected; /* a host is on the port (it did not poll POLLHUP) */
 
 static void send_line(struct buf *b)
 {
@@ -200,6 +204,9 @@ struct req {
 	char *argv[MAX_ARGS + 1];
 	int argc;
 	double timeout;
+	int report_start; /* exec: send "started" once the program runs */
+	char job[32];     /* kill: the id of the exec request to kill */
+	int signal;       /* kill: the signal (default SIGKILL) */
 };
 
 struct parser {
@@ -473,6 +480,20 @@ static int parse_request(const char *line, struct req *r)
 
 			r->timeout = strtod(p.s, &end);
 			p.s = end;
+		} else if (!strcmp(key, "report_start") && !strncmp(p.s, "true", 4)) {
+			r->report_start = 1;
+			p.s += 4;
+		} else if (!strcmp(key, "job") && (*p.s == '-' || isdigit((unsigned char)*p.s))) {
+			char *end;
+			long long v = strtoll(p.s, &end, 10);
+
+			snprintf(r->job, sizeof(r->job), "%lld", v);
+			p.s = end;
+		} else if (!strcmp(key, "signal") && isdigit((unsigned char)*p.s)) {
+			char *end;
+
+			r->signal = (int)strtol(p.s, &end, 10);
+			p.s = end;
 		} else {
 			skip_value(&p, 0);
 		}
@@ -501,45 +522,98 @@ bad:
 
 /* ------------------------------------------------------------ operations */
 
-static void capture(int fd, struct buf *b, int *truncated, int *open_fd)
+/*
+ * A running command.  Its exec request is answered when the command is done:
+ * both output pipes at EOF and the process reaped (as before, a command that
+ * leaves a child holding its output open is not done until that child is).
+ */
+struct job {
+	int used;
+	char id[32]; /* the exec request's id, as sent back */
+	pid_t pid;   /* also its process group: it runs in its own session */
+	int fd[2];   /* stdout, stderr; -1 once at EOF */
+	struct buf out[2];
+	int truncated, timed_out, reaped, status;
+	double t0, deadline; /* deadline 0: none */
+};
+
+static struct job jobs[MAX_JOBS];
+static int chld_pipe[2] = { -1, -1 };
+
+static void on_sigchld(int sig)
+{
+	int e = errno;
+	ssize_t w = write(chld_pipe[1], "c", 1); /* non-blocking: a full pipe is awake anyway */
+
+	(void)sig;
+	(void)w;
+	errno = e;
+}
+
+static void capture(struct job *j, int s)
 {
 	char tmp[65536];
-	ssize_t n = read(fd, tmp, sizeof(tmp));
+	struct buf *b = &j->out[s];
+	ssize_t n = read(j->fd[s], tmp, sizeof(tmp));
 
 	if (n <= 0) {
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			return;
-		close(fd);
-		*open_fd = -1;
+		close(j->fd[s]);
+		j->fd[s] = -1;
 		return;
 	}
 	if (b->len + (size_t)n > OUT_CAP) {
-		*truncated = 1;
+		j->truncated = 1;
 		n = (ssize_t)(OUT_CAP - b->len);
 	}
 	if (n > 0)
 		buf_put(b, tmp, (size_t)n);
 }
 
+static void kill_job(struct job *j, int sig)
+{
+	kill(-j->pid, sig);
+	kill(j->pid, sig);
+}
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
 static void do_exec(struct req *r)
 {
-	int outp[2], errp[2], status = 0, truncated = 0, timed_out = 0;
-	struct buf out = { 0 }, err = { 0 }, rep = { 0 };
-	double t0 = now(), deadline;
+	int p[6] = { -1, -1, -1, -1, -1, -1 }; /* stdout, stderr, exec status: read, write */
+	struct job *j = NULL;
+	struct buf b = { 0 };
+	int e = 0;
+	ssize_t n;
 	pid_t pid;
 
 	if (r->argc == 0) {
 		reply_error(r->id, "exec needs a non-empty argv");
 		return;
 	}
+	for (int i = 0; i < MAX_JOBS && !j; i++)
+		if (!jobs[i].used)
+			j = &jobs[i];
+	if (!j) {
+		reply_error(r->id, "too many commands running");
+		return;
+	}
 	r->argv[r->argc] = NULL;
-	if (pipe2(outp, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+	if (pipe2(p, O_CLOEXEC) || pipe2(p + 2, O_CLOEXEC) || pipe2(p + 4, O_CLOEXEC)) {
 		reply_error(r->id, strerror(errno));
+		close_fds(p, 6);
 		return;
 	}
 	pid = fork();
 	if (pid < 0) {
 		reply_error(r->id, strerror(errno));
+		close_fds(p, 6);
 		return;
 	}
 	if (pid == 0) {
@@ -547,60 +621,134 @@ static void do_exec(struct req *r)
 
 		setsid();
 		dup2(null, 0);
-		dup2(outp[1], 1);
-		dup2(errp[1], 2);
+		dup2(p[1], 1);
+		dup2(p[3], 2);
 		if (chdir("/"))
 			_exit(127);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
 		execvp(r->argv[0], r->argv);
-		fprintf(stderr, "p2plab-agent: exec %s: %s\n", r->argv[0], strerror(errno));
+		e = errno;
+		fprintf(stderr, "p2plab-agent: exec %s: %s\n", r->argv[0], strerror(e));
+		n = write(p[5], &e, sizeof(e));
 		_exit(127);
 	}
-	close(outp[1]);
-	close(errp[1]);
-	buf_put(&out, "", 0);
-	buf_put(&err, "", 0);
-	deadline = r->timeout > 0 ? t0 + r->timeout : 0;
-	int ofd = outp[0], efd = errp[0];
+	close(p[1]);
+	close(p[3]);
+	close(p[5]);
+	/* The exec status pipe is closed on exec: EOF says the program runs. */
+	while ((n = read(p[4], &e, sizeof(e))) < 0 && errno == EINTR)
+		;
+	close(p[4]);
+	memset(j, 0, sizeof(*j));
+	j->used = 1;
+	snprintf(j->id, sizeof(j->id), "%s", r->id);
+	j->pid = pid;
+	j->fd[0] = p[0];
+	j->fd[1] = p[2];
+	buf_put(&j->out[0], "", 0);
+	buf_put(&j->out[1], "", 0);
+	j->t0 = now();
+	j->deadline = r->timeout > 0 ? j->t0 + r->timeout : 0;
+	if (r->report_start && n == 0) {
+		reply_head(&b, r->id, "started");
+		buf_printf(&b, ",\"pid\":%d}", (int)pid);
+		send_line(&b);
+	}
+}
 
-	while (ofd >= 0 || efd >= 0) {
-		struct pollfd pf[2] = { { ofd, POLLIN, 0 }, { efd, POLLIN, 0 } };
-		int ms = 1000;
+static void do_kill(struct req *r)
+{
+	struct buf b = { 0 };
+	int sig = r->signal ? r->signal : SIGKILL;
 
-		if (deadline) {
-			double left = deadline - now();
+	if (sig < 1 || sig >= NSIG) {
+		reply_error(r->id, "bad signal");
+		return;
+	}
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
 
-			if (left <= 0) {
-				timed_out = 1;
-				kill(-pid, SIGKILL);
-				kill(pid, SIGKILL);
-				deadline = 0;
-			} else if (left * 1000 < ms) {
-				ms = (int)(left * 1000) + 1;
+		if (j->used && r->job[0] && !strcmp(j->id, r->job)) {
+			kill_job(j, sig);
+			reply_head(&b, r->id, "ok");
+			buf_put(&b, "}", 1);
+			send_line(&b);
+			return;
+		}
+	}
+	reply_error(r->id, "no running command with that id");
+}
+
+/* Collect exit statuses: of our commands, and of orphans we may have inherited. */
+static void reap(void)
+{
+	char tmp[64];
+	int status;
+	pid_t pid;
+
+	while (read(chld_pipe[0], tmp, sizeof(tmp)) > 0)
+		;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < MAX_JOBS; i++) {
+			if (jobs[i].used && !jobs[i].reaped && jobs[i].pid == pid) {
+				jobs[i].reaped = 1;
+				jobs[i].status = status;
 			}
 		}
-		if (poll(pf, 2, ms) < 0 && errno != EINTR)
-			break;
-		if (ofd >= 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			capture(ofd, &out, &truncated, &ofd);
-		if (efd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
-			capture(efd, &err, &truncated, &efd);
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	reply_head(&rep, r->id, "exit");
-	buf_printf(&rep, ",\"status\":%d,\"signal\":%d,\"timed_out\":%s,\"duration\":%.6f,"
-			 "\"truncated\":%s,\"stdout\":",
-		   WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-		   WIFSIGNALED(status) ? WTERMSIG(status) : 0, timed_out ? "true" : "false",
-		   now() - t0, truncated ? "true" : "false");
-	buf_json_str(&rep, out.p, out.len);
-	buf_put(&rep, ",\"stderr\":", 10);
-	buf_json_str(&rep, err.p, err.len);
-	buf_put(&rep, "}", 1);
-	free(out.p);
-	free(err.p);
-	send_line(&rep);
+}
+
+/* Answer the exec requests of the commands that are done. */
+static void finish_jobs(void)
+{
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
+		struct buf rep = { 0 };
+		int st = j->status;
+
+		if (!j->used || !j->reaped || j->fd[0] >= 0 || j->fd[1] >= 0)
+			continue;
+		reply_head(&rep, j->id, "exit");
+		buf_printf(&rep, ",\"status\":%d,\"signal\":%d,\"timed_out\":%s,\"duration\":%.6f,"
+				 "\"truncated\":%s,\"stdout\":",
+			   WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+			   WIFSIGNALED(st) ? WTERMSIG(st) : 0, j->timed_out ? "true" : "false",
+			   now() - j->t0, j->truncated ? "true" : "false");
+		buf_json_str(&rep, j->out[0].p, j->out[0].len);
+		buf_put(&rep, ",\"stderr\":", 10);
+		buf_json_str(&rep, j->out[1].p, j->out[1].len);
+		buf_put(&rep, "}", 1);
+		free(j->out[0].p);
+		free(j->out[1].p);
+		memset(j, 0, sizeof(*j));
+		/* Nobody to tell (a write would block until a host connects): drop it. */
+		if (connected)
+			send_line(&rep);
+		else
+			free(rep.p);
+	}
+}
+
+/* Kill the commands past their timeout; returns ms until the next deadline (at most ms). */
+static int expire_jobs(int ms)
+{
+	double t = now();
+
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
+
+		if (!j->used || !j->deadline)
+			continue;
+		if (t >= j->deadline) {
+			j->timed_out = 1;
+			j->deadline = 0;
+			kill_job(j, SIGKILL);
+		} else if ((j->deadline - t) * 1000 < ms) {
+			ms = (int)((j->deadline - t) * 1000) + 1;
+		}
+	}
+	return ms;
 }
 
 static void handle(const char *line)
@@ -612,10 +760,12 @@ static void handle(const char *line)
 		return;
 	if (!strcmp(r.op, "ping")) {
 		reply_head(&b, r.id, "pong");
-		buf_printf(&b, ",\"uptime\":%.3f}", uptime());
+		buf_printf(&b, ",\"uptime\":%.3f,\"version\":%d}", uptime(), AGENT_VERSION);
 		send_line(&b);
 	} else if (!strcmp(r.op, "exec")) {
 		do_exec(&r);
+	} else if (!strcmp(r.op, "kill")) {
+		do_kill(&r);
 	} else if (!strcmp(r.op, "poweroff")) {
 		reply_head(&b, r.id, "ok");
 		buf_put(&b, "}", 1);
@@ -664,42 +814,78 @@ static int open_port(void)
 	return -1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static char line[MAX_LINE + 1];
+	static struct pollfd pf[2 + 2 * MAX_JOBS];
+	struct sigaction sa;
 	size_t len = 0;
-	int connected = 0, overflow = 0;
+	int overflow = 0;
+	double quiet_until = 0; /* after POLLHUP: leave the port out of poll until then */
 
 	signal(SIGPIPE, SIG_IGN);
-	port_fd = open_port();
+	if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK)) {
+		fprintf(stderr, "p2plab-agent: pipe: %s\n", strerror(errno));
+		return 1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigchld;
+	sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+	/* "--fd N": speak on an inherited descriptor (tests run the agent on the host). */
+	if (argc == 3 && !strcmp(argv[1], "--fd"))
+		port_fd = atoi(argv[2]);
+	else
+		port_fd = open_port();
 	if (port_fd < 0) {
 		fprintf(stderr, "p2plab-agent: no virtio port %s: %s\n", PORT_NAME, strerror(errno));
 		return 1;
 	}
 	for (;;) {
-		struct pollfd pf = { port_fd, POLLIN, 0 };
+		int nfds = 2, slot[2 + 2 * MAX_JOBS], ms;
 		ssize_t n;
 
-		/* We may be PID 1's only child-reaper: collect orphans while idle. */
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
-		if (poll(&pf, 1, 200) < 0) {
+		reap();
+		finish_jobs();
+		ms = expire_jobs(200);
+		/* pf[0]: SIGCHLD; pf[1]: the port (a negative fd is left out); then outputs. */
+		pf[0] = (struct pollfd){ chld_pipe[0], POLLIN, 0 };
+		pf[1] = (struct pollfd){ port_fd, POLLIN, 0 };
+		if (now() < quiet_until) {
+			pf[1].fd = -1;
+			if ((quiet_until - now()) * 1000 < ms)
+				ms = (int)((quiet_until - now()) * 1000) + 1;
+		}
+		for (int i = 0; i < MAX_JOBS; i++) {
+			for (int s = 0; s < 2; s++) {
+				if (!jobs[i].used || jobs[i].fd[s] < 0)
+					continue;
+				slot[nfds] = 2 * i + s;
+				pf[nfds++] = (struct pollfd){ jobs[i].fd[s], POLLIN, 0 };
+			}
+		}
+		if (poll(pf, (nfds_t)nfds, ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			return 1;
 		}
-		if (pf.revents & POLLHUP) {
+		for (int k = 2; k < nfds; k++)
+			if (pf[k].revents & (POLLIN | POLLHUP | POLLERR))
+				capture(&jobs[slot[k] / 2], slot[k] % 2);
+		if (pf[1].fd < 0)
+			continue;
+		if (pf[1].revents & POLLHUP) {
 			/* Host end not connected: a new connection gets a fresh ready. */
 			connected = 0;
 			len = 0;
-			usleep(50000);
+			quiet_until = now() + 0.05;
 			continue;
 		}
 		if (!connected) {
 			connected = 1;
 			send_ready();
 		}
-		if (!(pf.revents & POLLIN))
+		if (!(pf[1].revents & POLLIN))
 			continue;
 		n = read(port_fd, line + len, MAX_LINE - len);
 		if (n <= 0)

@@ -20,8 +20,13 @@ def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(schema["required"]) == {"machines", "steps"}
     assert schema["additionalProperties"] is False
     text = json.dumps(schema)
-    for word in ("exec", "qmp", "fault", "wait", "assert", "intel-iommu", "root-port"):
+    for word in ("exec", "join", "qmp", "fault", "wait", "assert", "intel-iommu", "root-port"):
         assert f'"{word}"' in text
+    steps = schema["$defs"]
+    assert {"background", "ready", "expect", "metrics"} <= set(steps["ExecStep"]["properties"])
+    assert set(steps["JoinStep"]["properties"]) == {"name", "machine", "timeout", "join",
+                                                    "expect", "metrics"}
+    assert steps["JoinStep"]["required"] == ["join"]
     lan = schema["properties"]["management_lan"]
     assert {"type": "boolean"} in lan["anyOf"]
     assert {"$ref": "#/$defs/ManagementLAN"} in lan["anyOf"]

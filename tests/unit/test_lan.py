@@ -67,7 +67,8 @@ def test_guest_script() -> None:
     assert script.startswith("set -e\necho a > /proc/sys/kernel/hostname\n")
     assert ("printf '%s\\n' '127.0.0.1 localhost' '169.254.100.1 c' '169.254.100.2 a' "
             "'169.254.100.3 b' > /etc/hosts\n") in script
-    assert 'ip addr add 169.254.100.2 peer "$2"' in script
+    assert 'ip addr add 169.254.100.2/32 dev' in script
+    assert 'ip route add "$2"/32 dev' in script
     assert script.endswith("port 02:70:6c:4c:02:01 169.254.100.1 c\n"
                            "port 02:70:6c:4c:02:03 169.254.100.3 b\n")
 
@@ -91,7 +92,8 @@ async def test_a_failed_setup_is_a_guest_setup_error(tmp_path: Path) -> None:
             "tcg", lan=lan)
     seen: list[list[str]] = []
 
-    async def fake_exec(argv: list[str], timeout: float | None) -> ExecResult:
+    async def fake_exec(argv: list[str], timeout: float | None,
+                        on_start: Any = None) -> ExecResult:
         seen.append(argv)
         return ExecResult(1, 0, False, 0.1, "",
                           "no interface with MAC 02:70:6c:4c:02:01, the link to c\n", False)

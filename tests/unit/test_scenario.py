@@ -8,7 +8,16 @@ import pytest
 
 from orchestrator.errors import ScenarioError
 from orchestrator.scenario import load_scenario, parse_scenario
-from orchestrator.schema import AssertStep, ExecStep, FaultStep, QMPStep, StopFault, WaitStep
+from orchestrator.schema import (
+    AssertStep,
+    ExecStep,
+    FaultStep,
+    JoinStep,
+    QMPStep,
+    StopFault,
+    WaitStep,
+)
+from orchestrator.steps import step_kind, step_title
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +145,64 @@ def test_management_lan_size_limit() -> None:
     assert "at most 16 machines (here: 17)" in problem.message
     parse_scenario(text.replace("management_lan: true", "management_lan: {machines: [m0, m16]}"),
                    "s.yaml")
+
+
+BACKGROUND = """
+machines: [{name: a}, {name: b}]
+steps:
+  - machine: b
+    exec: nc -l -p 5000
+    background: server
+    ready: sh -c 'netstat -ltn | grep -q :5000'
+  - machine: a
+    exec: [nc, b, "5000"]
+  - machine: b
+    join: server
+    timeout: 20
+    expect: {status: 0, stdout: done}
+    metrics: {bytes: 'got (\\d+)'}
+  - machine: b
+    assert: bytes > 0
+"""
+
+
+def test_background_and_join() -> None:
+    start, client, join, check = parse_scenario(BACKGROUND, "s.yaml").scenario.steps
+    assert isinstance(start, ExecStep) and start.background == "server"
+    assert start.ready == "sh -c 'netstat -ltn | grep -q :5000'"
+    assert isinstance(client, ExecStep) and client.background is None and client.ready is None
+    assert isinstance(join, JoinStep) and join.join == "server" and join.timeout == 20
+    assert join.expect.stdout == ["done"] and join.metrics["bytes"].pattern == r"got (\d+)"
+    assert isinstance(check, AssertStep)  # a join's metrics are captured for later asserts
+    assert (step_kind(start), step_kind(join)) == ("exec", "join")
+    assert (step_title(start), step_title(join)) == ("nc -l -p 5000", "join server")
+
+
+def test_a_join_with_one_machine_needs_no_machine() -> None:
+    text = "machines: [{name: a}]\nsteps: [{exec: x, background: s}, {join: s}]\n"
+    parse_scenario(text, "s.yaml")
+
+
+@pytest.mark.parametrize(("step", "message"), [
+    ("{exec: x, background: s, ready: ''}", "the command is empty"),
+    ("{exec: x, background: s, ready: []}", "the command is empty"),
+    ("{join: s, exec: x}", "exactly one of the keys exec, join, qmp"),
+    ("{join: s, background: t}", "unknown key 'background'"),
+    ("{join: s, ready: x}", "unknown key 'ready'"),
+])
+def test_background_schema_errors(step: str, message: str) -> None:
+    text = f"machines: [{{name: a}}]\nsteps: [{{exec: x, background: s}}, {step}]\n"
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.yaml")
+    assert any(message in p.message for p in info.value.problems), info.value.problems
+
+
+def test_join_on_another_machine_is_located() -> None:
+    text = BACKGROUND.replace("  - machine: b\n    join: server",
+                              "  - machine: a\n    join: server")
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.yaml")
+    (problem,) = info.value.problems
+    assert (problem.path, problem.line, problem.column) == ("steps[2].join", 11, 11)
+    assert problem.message == "background command 'server' runs on machine 'b' (steps[0]), " \
+                              "not on 'a'"

@@ -25,11 +25,12 @@ export P2PLAB_TEST_KERNELS := $(TEST_KERNELS)
 
 APT_PACKAGES := build-essential libglib2.0-dev libpixman-1-dev libslirp-dev libfdt-dev flex bison \
 	ninja-build pkg-config python3-venv dpkg-dev libelf-dev libssl-dev bc kmod cpio rsync \
-	xz-utils busybox-static qemu-system-data seabios debian-archive-keyring
+	xz-utils busybox-static qemu-system-data seabios debian-archive-keyring \
+	cmake libpci-dev iproute2
 
-.PHONY: all build deps qemu kernel kernel-debug guest guest-debug venv demo test lint unit-test bench clean distclean help
+.PHONY: all build deps qemu kernel kernel-debug rdma guest guest-debug venv demo test lint unit-test bench clean distclean help
 
-# QEMU and each kernel are independent builds: run them side by side, so one's
+# QEMU, each kernel and the RDMA userspace are independent builds: run them side by side, so one's
 # serial phases (configure, link, modpost) leave no core idle.  Each build
 # prefixes its own lines.  JOBS=1 builds one thing at a time.
 JOBS ?= 3
@@ -40,7 +41,7 @@ all: build
 help:
 	@sed -n '1,4p' Makefile
 
-build: deps qemu kernel guest venv
+build: deps qemu kernel rdma guest venv
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -66,11 +67,16 @@ SUBMAKE_ENV := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL
 kernel-%: deps
 	@$(SUBMAKE_ENV) scripts/build-kernel.sh $*
 
+# rdma-core with our providers, and perftest: the guest's RDMA userspace
+# (scripts/build-rdma.sh), the same for every kernel; prints its build time.
+rdma: deps
+	@$(SUBMAKE_ENV) scripts/build-rdma.sh
+
 guest: $(addprefix guest-,$(KERNELS))
 
 guest-debug: guest-$(DEBUG_KERNEL)
 
-guest-%: kernel-%
+guest-%: kernel-% rdma
 	@$(SUBMAKE_ENV) scripts/build-guest.sh $*
 
 $(VENV)/.p2plab-stamp: pyproject.toml

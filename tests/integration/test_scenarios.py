@@ -1,7 +1,7 @@
 """Every scenario shipped in scenarios/ runs green: a scenario that rots fails CI.
 
-hmm-selftest, two-vms, management-lan, client-server and the p2pgpu scenarios have
-dedicated tests that look deeper (the p2pgpu ones on every kernel); the rest run here.
+hmm-selftest, two-vms, management-lan, client-server, the p2pgpu scenarios and the
+odpnic ones have dedicated tests that look deeper (on every kernel); the rest run here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import pytest
 from .conftest import REPO, run_cli
 
 COVERED_ELSEWHERE = {"hmm-selftest.yaml", "two-vms.yaml", "management-lan.yaml",
-                     "client-server.yaml"}
+                     "client-server.yaml",
+                     # tests/integration/test_odpnic.py
+                     "rdma-devinfo.yaml", "rdma-pingpong.yaml", "perftest-odp.yaml",
+                     "odp-invalidate.yaml", "dmabuf-mr.yaml"}
 SCENARIOS = sorted(p.name for p in (REPO / "scenarios").glob("*.yaml")
                    if p.name not in COVERED_ELSEWHERE and not p.name.startswith("p2pgpu-"))
 

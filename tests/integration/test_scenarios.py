@@ -1,7 +1,8 @@
 """Every scenario shipped in scenarios/ runs green: a scenario that rots fails CI.
 
-hmm-selftest, two-vms, management-lan, client-server, the p2pgpu scenarios and the
-odpnic ones have dedicated tests that look deeper (on every kernel); the rest run here.
+hmm-selftest, two-vms, management-lan, client-server, the p2pgpu scenarios, the
+odpnic ones and rdma-userspace have dedicated tests that look deeper (on every
+kernel, or every release kernel); the rest run here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ COVERED_ELSEWHERE = {"hmm-selftest.yaml", "two-vms.yaml", "management-lan.yaml",
                      "client-server.yaml",
                      # tests/integration/test_odpnic.py
                      "rdma-devinfo.yaml", "rdma-pingpong.yaml", "perftest-odp.yaml",
-                     "odp-invalidate.yaml", "dmabuf-mr.yaml"}
+                     "odp-invalidate.yaml", "dmabuf-mr.yaml",
+                     # tests/integration/test_rdma_userspace.py
+                     "rdma-userspace.yaml"}
 SCENARIOS = sorted(p.name for p in (REPO / "scenarios").glob("*.yaml")
                    if p.name not in COVERED_ELSEWHERE and not p.name.startswith("p2pgpu-"))
 

@@ -46,7 +46,8 @@ MACHINE = """\
     viommu: {model: intel-iommu, options: {intremap: "on", caching-mode: "on"}}
     topology: [{kind: root-port, id: rp0}]
     devices:
-      - {driver: odp-nic, id: nic0, bus: rp0, props: {mac: "@MAC@"}}
+      - {driver: odp-nic, id: nic0, bus: rp0,
+         props: {mac: "@MAC@", rnr-retry-count: 4000, rnr-delay-us: 500}}
 """
 
 FAULT_SCENARIO = """\

@@ -281,6 +281,29 @@ static int odpnic_req_notify_cq(struct ib_cq *ibcq,
 	return ret;
 }
 
+/*
+ * Forget the completions of QP @qpn still in the ring (it was destroyed in
+ * the device, or reset): poll must not retire them against a later QP of
+ * the same number, or a later life of this one.  The device writes nothing
+ * more for the QP, so the entries up to the first not yet written are all.
+ */
+void odpnic_cq_scrub(struct odpnic_cq *cq, u32 qpn)
+{
+	u32 mask = ODPNIC_CQ_DEPTH - 1, i;
+	unsigned long flags;
+
+	spin_lock_irqsave(&cq->lock, flags);
+	for (i = cq->ci; i != cq->ci + ODPNIC_CQ_DEPTH; i++) {
+		struct odp_nic_cqe *cqe = &cq->ring[i & mask];
+
+		if (READ_ONCE(cqe->owner) != !((i >> ODPNIC_CQ_LOG) & 1))
+			break;
+		if (cqe->qpn == qpn)
+			WRITE_ONCE(cqe->qpn, ODP_NIC_QPN_NONE);
+	}
+	spin_unlock_irqrestore(&cq->lock, flags);
+}
+
 void odpnic_cq_flush_add(struct odpnic_cq *cq, struct odpnic_flush *fl)
 {
 	unsigned long flags;

@@ -35,7 +35,8 @@
 /* Every CQ gets the largest ring: the device writes a CQE for every WR. */
 #define ODPNIC_CQ_LOG		12
 #define ODPNIC_CQ_DEPTH		(1u << ODPNIC_CQ_LOG)
-#define ODPNIC_MAX_WR		(1u << 12)
+#define ODPNIC_MAX_LOG_Q	12	/* the device's MAX_LOG_Q, checked at probe */
+#define ODPNIC_MAX_WR		(1u << ODPNIC_MAX_LOG_Q)
 /* Pages mapped per fault of a stalled queue; the WR faults again past it. */
 #define ODPNIC_FAULT_PAGES	1024
 #define ODPNIC_CMD_TIMEOUT_MS	10000
@@ -159,7 +160,7 @@ struct odpnic_qp {
 	u32 qpn;
 	struct mutex mutex;		/* state transitions */
 	enum ib_qp_state state;
-	bool hw_created;		/* set under rq_lock, read under either */
+	bool hw_created;		/* written under sq_lock and rq_lock */
 	bool sq_sig_all;
 	u8 dest;
 	u32 remote_qpn;
@@ -223,6 +224,8 @@ struct odpnic_mr *odpnic_mr_get(struct odpnic_dev *dev, u32 key);
 void odpnic_mr_put(struct odpnic_mr *mr);
 int odpnic_mr_check_sge(struct odpnic_dev *dev, struct ib_pd *pd, u32 lkey,
 			u32 length, bool local_write);
+int odpnic_mr_check_rkey(struct odpnic_dev *dev, struct ib_pd *pd, u32 rkey,
+			 u32 hw_right);
 
 /* odpnic_odp.c: ODP and dma-buf regions, fault resolution */
 extern const struct mmu_interval_notifier_ops odpnic_mni_ops;
@@ -236,6 +239,7 @@ void odpnic_dmabuf_retire(struct odpnic_mr *mr);
 /* odpnic_cq.c */
 extern const struct ib_device_ops odpnic_cq_ops;
 irqreturn_t odpnic_cq_irq(int irq, void *data);
+void odpnic_cq_scrub(struct odpnic_cq *cq, u32 qpn);
 void odpnic_cq_flush_add(struct odpnic_cq *cq, struct odpnic_flush *fl);
 void odpnic_cq_flush_del(struct odpnic_cq *cq, struct odpnic_flush *fl);
 

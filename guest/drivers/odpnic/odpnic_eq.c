@@ -116,9 +116,16 @@ static void odpnic_event(struct odpnic_dev *dev, const struct odp_nic_eqe *eqe)
 				    eqe->qpn);
 		break;
 	}
-	case ODP_NIC_EV_FATAL:
+	case ODP_NIC_EV_FATAL: {
+		struct ib_event ev = { .event = IB_EVENT_DEVICE_FATAL,
+				       .device = &dev->ibdev };
+
 		dev_err(&dev->pdev->dev, "the device reports a fatal error\n");
+		/* A command in flight will not complete: let it see FATAL now. */
+		wake_up(&dev->cmd_wq);
+		ib_dispatch_event(&ev);
 		break;
+	}
 	default:
 		dev_warn_ratelimited(&dev->pdev->dev, "unknown event %u\n",
 				     eqe->type);

@@ -322,7 +322,7 @@ static int odpnic_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	dev->max_xlt_pages = odpnic_rd(dev, ODP_NIC_REG_MAX_XLT_PAGES);
 	if (!dev->max_mrs || !dev->max_qps || !dev->max_cqs ||
 	    !dev->max_xlt_pages ||
-	    odpnic_rd(dev, ODP_NIC_REG_MAX_LOG_Q) < ODPNIC_CQ_LOG) {
+	    odpnic_rd(dev, ODP_NIC_REG_MAX_LOG_Q) < ODPNIC_MAX_LOG_Q) {
 		dev_err(&pdev->dev, "device limits out of range\n");
 		ret = -ENODEV;
 		goto err_unmap;
@@ -389,6 +389,11 @@ static void odpnic_remove(struct pci_dev *pdev)
 
 	/* Destroys every user object through our verbs first. */
 	ib_unregister_device(&dev->ibdev);
+	/*
+	 * The event thread may still be resolving a fault (its RESUME needs the
+	 * command queue): let it finish before the queues go.
+	 */
+	disable_irq(pci_irq_vector(pdev, ODP_NIC_VEC_EQ));
 	odpnic_eq_fini(dev);
 	odpnic_cmdq_fini(dev);
 	odpnic_free_irqs(dev, ODP_NIC_MSIX_VECTORS);

@@ -63,6 +63,23 @@ int odpnic_mr_check_sge(struct odpnic_dev *dev, struct ib_pd *pd, u32 lkey,
 	return ret;
 }
 
+/* The target of a loopback RDMA WRITE/READ: a region of @pd with @hw_right. */
+int odpnic_mr_check_rkey(struct odpnic_dev *dev, struct ib_pd *pd, u32 rkey,
+			 u32 hw_right)
+{
+	struct odpnic_mr *mr;
+	int ret = 0;
+
+	rcu_read_lock();
+	mr = xa_load(&dev->mrs, rkey);
+	if (!mr || mr->ibmr.pd != pd)
+		ret = -EINVAL;
+	else if (!(mr->hw_access & hw_right))
+		ret = -EACCES;
+	rcu_read_unlock();
+	return ret;
+}
+
 static u32 odpnic_hw_access(int access)
 {
 	u32 hw = 0;

@@ -197,8 +197,11 @@ static int odpnic_dmabuf_map_locked(struct odpnic_mr *mr)
 		fill.flags |= ODP_NIC_XLT_WRITE;
 	ret = odpnic_xlt_write(mr->dev, mr->key, 0, mr->npages,
 			       odpnic_dmabuf_fill, &fill);
-	if (ret)
+	if (ret) {
+		/* Part of it may have reached the device: fence before unmap. */
+		odpnic_cmd_invalidate(mr->dev, mr->key, mr->iova, mr->length);
 		ib_umem_dmabuf_unmap_pages(umem_dmabuf);
+	}
 	return ret;
 }
 

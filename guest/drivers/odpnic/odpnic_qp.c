@@ -29,7 +29,7 @@ static int odpnic_wq_alloc(struct odpnic_dev *dev, struct odpnic_wq *wq,
 	wq->ci = 0;
 	if (!wq->log)
 		return 0;
-	if (wq->log > ODP_NIC_CMDQ_MAX_LOG)
+	if (wq->log > ODPNIC_MAX_LOG_Q)
 		return -EINVAL;
 	wq->ring = dma_alloc_coherent(&dev->pdev->dev,
 				      sizeof(struct odp_nic_wqe) << wq->log,
@@ -162,6 +162,28 @@ static int odpnic_hw_create(struct odpnic_qp *qp)
 	struct odp_nic_cmd cmd = { .opcode = ODP_NIC_CMD_CREATE_QP };
 	int ret;
 
+	/*
+	 * The device starts its indices at 0: a QP enters it only from a reset
+	 * state (nothing sent, nothing flushing), or old WQEs would replay.
+	 */
+	if (qp->sq.pi || qp->sq.ci || qp->rq.ci || !list_empty(&qp->sflush.node) ||
+	    !list_empty(&qp->rflush.node))
+		return -EINVAL;
+	/*
+	 * The device checks no QP ownership: a loopback QP may only send to a
+	 * QP of its own protection domain (odpnic_post_send checks its rkeys
+	 * the same way).
+	 */
+	if (qp->dest == ODP_NIC_QP_DEST_LOOPBACK) {
+		struct odpnic_qp *peer;
+
+		xa_lock(&dev->qps);
+		peer = xa_load(&dev->qps, qp->remote_qpn);
+		ret = peer && peer->ibqp.pd == qp->ibqp.pd ? 0 : -EINVAL;
+		xa_unlock(&dev->qps);
+		if (ret)
+			return ret;
+	}
 	cmd.u.create_qp.qpn = qp->qpn;
 	cmd.u.create_qp.send_cqn = to_ocq(qp->ibqp.send_cq)->cqn;
 	cmd.u.create_qp.recv_cqn = to_ocq(qp->ibqp.recv_cq)->cqn;
@@ -175,22 +197,43 @@ static int odpnic_hw_create(struct odpnic_qp *qp)
 	if (ret)
 		return ret;
 	/* Receives posted in INIT; later ones ring their own doorbell. */
-	spin_lock_irq(&qp->rq_lock);
+	spin_lock_irq(&qp->sq_lock);
+	spin_lock(&qp->rq_lock);
 	qp->hw_created = true;
 	if (qp->rq.pi)
 		odpnic_wr(dev, ODP_NIC_DB_QP_BASE + qp->qpn * ODP_NIC_DB_QP_STRIDE +
 			  ODP_NIC_DB_RQ_PI, qp->rq.pi);
-	spin_unlock_irq(&qp->rq_lock);
+	spin_unlock(&qp->rq_lock);
+	spin_unlock_irq(&qp->sq_lock);
 	return 0;
 }
 
 static void odpnic_hw_destroy(struct odpnic_qp *qp)
 {
+	struct odpnic_dev *dev = qp->dev;
+
 	if (!qp->hw_created)
 		return;
-	/* Also drops a WR stalled on a fault; its CQE never comes. */
-	odpnic_cmd_num(qp->dev, ODP_NIC_CMD_DESTROY_QP, qp->qpn);
+	spin_lock_irq(&qp->sq_lock);
+	spin_lock(&qp->rq_lock);
 	qp->hw_created = false;
+	spin_unlock(&qp->rq_lock);
+	spin_unlock_irq(&qp->sq_lock);
+	/*
+	 * Also drops a WR stalled on a fault; its CQE never comes.  A device
+	 * that fails this may still write into the rings: reset it before
+	 * they are freed.
+	 */
+	if (odpnic_cmd_num(dev, ODP_NIC_CMD_DESTROY_QP, qp->qpn) && !dev->dead) {
+		dev_err(&dev->pdev->dev, "DESTROY_QP %u failed: resetting\n",
+			qp->qpn);
+		odpnic_wr(dev, ODP_NIC_REG_CTRL, ODP_NIC_CTRL_RESET);
+		dev->dead = true;
+	}
+	/* A fault event of this QP still queued must not RESUME a successor. */
+	synchronize_irq(pci_irq_vector(dev->pdev, ODP_NIC_VEC_EQ));
+	odpnic_cq_scrub(to_ocq(qp->ibqp.send_cq), qp->qpn);
+	odpnic_cq_scrub(to_ocq(qp->ibqp.recv_cq), qp->qpn);
 }
 
 static void odpnic_qp_reset(struct odpnic_qp *qp)
@@ -218,7 +261,12 @@ static int odpnic_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr,
 	if (mask & ~IB_QP_ATTR_STANDARD_BITS)
 		return -EOPNOTSUPP;
 	mutex_lock(&qp->mutex);
-	cur = mask & IB_QP_CUR_STATE ? attr->cur_qp_state : qp->state;
+	/* The driver is the only state machine: the caller cannot override it. */
+	if (mask & IB_QP_CUR_STATE && attr->cur_qp_state != qp->state) {
+		ret = -EINVAL;
+		goto out;
+	}
+	cur = qp->state;
 	next = mask & IB_QP_STATE ? attr->qp_state : cur;
 	if (!ib_modify_qp_is_ok(cur, next, IB_QPT_RC, mask)) {
 		ret = -EINVAL;
@@ -364,6 +412,19 @@ static int odpnic_post_one_send(struct odpnic_qp *qp,
 	if (wr->opcode == IB_WR_RDMA_WRITE || wr->opcode == IB_WR_RDMA_READ) {
 		wqe.rkey = rdma_wr(wr)->rkey;
 		wqe.remote_va = rdma_wr(wr)->remote_addr;
+		/*
+		 * In loopback this NIC is the responder, and it checks no PD:
+		 * the target region must be ours, with the remote right.  (Over
+		 * the link the peer's device decides.)
+		 */
+		if (qp->dest == ODP_NIC_QP_DEST_LOOPBACK) {
+			ret = odpnic_mr_check_rkey(qp->dev, qp->ibqp.pd, wqe.rkey,
+						   wr->opcode == IB_WR_RDMA_WRITE ?
+						   ODP_NIC_ACCESS_REMOTE_WRITE :
+						   ODP_NIC_ACCESS_REMOTE_READ);
+			if (ret)
+				return ret;
+		}
 	}
 	for (i = 0; i < wr->num_sge; i++) {
 		const struct ib_sge *sge = &wr->sg_list[i];
@@ -422,12 +483,13 @@ static int odpnic_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			    const struct ib_recv_wr **bad_wr)
 {
 	struct odpnic_qp *qp = to_oqp(ibqp);
-	enum ib_qp_state state = READ_ONCE(qp->state);
+	enum ib_qp_state state;
 	unsigned long flags;
 	u32 start;
 	int ret = 0;
 
 	spin_lock_irqsave(&qp->rq_lock, flags);
+	state = READ_ONCE(qp->state);
 	start = qp->rq.pi;
 	if (!qp->rq.log || state == IB_QPS_RESET || state == IB_QPS_ERR) {
 		ret = -EINVAL;

@@ -616,13 +616,22 @@ static int case_pd_check(void)
 	struct ibv_pd *other = ibv_alloc_pd(ctx);
 	char *buf = map_anon(4096);
 	struct ibv_mr *mr = NULL;
-	int ret = -1;
+	int ret = -1, st;
 
 	FAIL_IF(out, !other || !buf, "alloc_pd: %s", strerror(errno));
 	mr = ibv_reg_mr(other, buf, 4096, ACC_ALL);
 	FAIL_IF(out, !mr, "reg_mr: %s", strerror(errno));
 	FAIL_IF(out, !rdma_op(IBV_WR_RDMA_WRITE, mr, buf, 4096, mr, (uintptr_t)buf, 1),
 		"a WR with another PD's lkey was posted");
+	/* In loopback this NIC is the responder: another PD's rkey is refused too. */
+	{
+		struct ibv_mr *own = ibv_reg_mr(pd, buf, 4096, ACC_ALL);
+
+		FAIL_IF(out, !own, "reg_mr: %s", strerror(errno));
+		st = rdma_op(IBV_WR_RDMA_WRITE, own, buf, 4096, mr, (uintptr_t)buf, 2);
+		ibv_dereg_mr(own);
+		FAIL_IF(out, !st, "a loopback WRITE into another PD's region was posted");
+	}
 	ret = 0;
 out:
 	if (mr)
@@ -630,6 +639,52 @@ out:
 	if (other)
 		ibv_dealloc_pd(other);
 	munmap(buf, 4096);
+	return ret;
+}
+
+/*
+ * Completions left unpolled when a QP is reset belong to its old life: after
+ * ERR, RESET and a new connection, only the new WRs complete, in order.
+ */
+static int case_qp_reset(void)
+{
+	size_t n = 64 * 1024;
+	char *src = map_anon(n), *dst = map_anon(n);
+	struct ibv_mr *ms = NULL, *md = NULL;
+	struct ibv_qp_attr a = {};
+	struct ibv_wc wc;
+	int i, st, ret = -1;
+
+	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
+	md = ibv_reg_mr(pd, dst, n, ACC_ALL);
+	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	for (i = 0; i < 8; i++)
+		FAIL_IF(out, rdma_op(IBV_WR_RDMA_WRITE, ms, src, 4096, md, (uintptr_t)dst, 500 + i),
+			"post %d", i);
+	usleep(200000);		/* let them complete, unpolled */
+	a.qp_state = IBV_QPS_ERR;
+	FAIL_IF(out, ibv_modify_qp(qp[0], &a, IBV_QP_STATE), "to ERR: %s", strerror(errno));
+	a.qp_state = IBV_QPS_RESET;
+	FAIL_IF(out, ibv_modify_qp(qp[0], &a, IBV_QP_STATE), "to RESET: %s", strerror(errno));
+	FAIL_IF(out, qp_connect(qp[0], qp[1]->qp_num, lid), "reconnect: %s", strerror(errno));
+	for (i = 0; i < 4; i++) {
+		fill(src, n, 70 + i);
+		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
+		if (st < 0)
+			goto out;
+		FAIL_IF(out, st || memcmp(src, dst, n), "WRITE %d after the reset: status %d", i, st);
+	}
+	FAIL_IF(out, ibv_poll_cq(cq, 1, &wc) != 0, "a stray completion (wr %" PRIu64 ")",
+		(uint64_t)wc.wr_id);
+	ret = 0;
+out:
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	munmap(src, n);
+	munmap(dst, n);
 	return ret;
 }
 
@@ -959,6 +1014,7 @@ static const struct selftest_case cases[] = {
 	{ "odp_invalidate", case_odp_invalidate, 0 },
 	{ "prefetch", case_prefetch, 0 },
 	{ "pd_check", case_pd_check, 0 },
+	{ "qp_reset", case_qp_reset, 0 },
 	{ "dmabuf", case_dmabuf, 1 },
 	{ "dmabuf_target", case_dmabuf_target, 1 },
 	{ "dmabuf_initiator", case_dmabuf_initiator, 1 },

@@ -160,13 +160,19 @@ static bool odpnic_cqe_to_wc(struct odpnic_cq *cq,
 		return false;
 	if (recv) {
 		spin_lock(&qp->rq_lock);
-		qp->rq.ci++;
+		if (qp->rq.ci != qp->rq.pi)
+			odpnic_wq_unhold(&qp->rq,
+					 qp->rq.ci++ & ((1u << qp->rq.log) - 1));
 		spin_unlock(&qp->rq_lock);
 	} else {
 		u32 slot;
 
 		spin_lock(&qp->sq_lock);
-		slot = qp->sq.ci++ & ((1u << qp->sq.log) - 1);
+		slot = qp->sq.ci & ((1u << qp->sq.log) - 1);
+		if (qp->sq.ci != qp->sq.pi) {
+			qp->sq.ci++;
+			odpnic_wq_unhold(&qp->sq, slot);
+		}
 		report = qp->sq.signaled[slot] ||
 			 cqe->status != ODP_NIC_WC_SUCCESS;
 		spin_unlock(&qp->sq_lock);
@@ -212,6 +218,7 @@ static int odpnic_poll_flush(struct odpnic_cq *cq, int n, struct ib_wc *wc)
 			continue;
 		}
 		wqe = wq->ring + (wq->ci & ((1u << wq->log) - 1)) * sizeof(*wqe);
+		odpnic_wq_unhold(wq, wq->ci & ((1u << wq->log) - 1));
 		wq->ci++;
 		spin_unlock(lock);
 		memset(&wc[done], 0, sizeof(*wc));

@@ -35,6 +35,8 @@
 /* Every CQ gets the largest ring: the device writes a CQE for every WR. */
 #define ODPNIC_CQ_LOG		12
 #define ODPNIC_CQ_DEPTH		(1u << ODPNIC_CQ_LOG)
+/* Keys a WQE names: its scatter elements, and a loopback target. */
+#define ODPNIC_WQE_KEYS		(ODP_NIC_MAX_SGE + 1)
 #define ODPNIC_MAX_LOG_Q	12	/* the device's MAX_LOG_Q, checked at probe */
 #define ODPNIC_MAX_WR		(1u << ODPNIC_MAX_LOG_Q)
 /* Pages mapped per fault of a stalled queue; the WR faults again past it. */
@@ -119,7 +121,13 @@ struct odpnic_mr {
 	/* Fault handling holds a reference; dereg waits for the last one. */
 	refcount_t users;
 	struct completion released;
-	struct rcu_head rcu;		/* odpnic_mr_check_sge() looks up under RCU */
+	/*
+	 * The key's own reference plus one per posted WQE naming it, dropped
+	 * as poll retires the WQE: the key returns to the pool at 0, so no
+	 * queued WQE can reach a later region that reuses the index.
+	 */
+	atomic_t wqe_refs;
+	struct rcu_head rcu;		/* posts look regions up under RCU */
 };
 
 struct odpnic_cq {
@@ -145,6 +153,8 @@ struct odpnic_wq {
 	u32 pi;				/* posted */
 	u32 ci;				/* completions seen by poll */
 	u8 *signaled;			/* SQ: per slot, report a success CQE */
+	/* Per slot, the regions its WQE names (odpnic_mr_hold). */
+	struct odpnic_mr *(*mrs)[ODPNIC_WQE_KEYS];
 };
 
 /* A queue of a QP in the error state, on its CQ's flush list. */
@@ -222,10 +232,10 @@ irqreturn_t odpnic_eq_thread(int irq, void *data);
 extern const struct ib_device_ops odpnic_mr_ops;
 struct odpnic_mr *odpnic_mr_get(struct odpnic_dev *dev, u32 key);
 void odpnic_mr_put(struct odpnic_mr *mr);
-int odpnic_mr_check_sge(struct odpnic_dev *dev, struct ib_pd *pd, u32 lkey,
-			u32 length, bool local_write);
-int odpnic_mr_check_rkey(struct odpnic_dev *dev, struct ib_pd *pd, u32 rkey,
-			 u32 hw_right);
+struct odpnic_mr *odpnic_mr_hold(struct odpnic_dev *dev, struct ib_pd *pd,
+				 u32 key, u32 hw_right, int *err);
+void odpnic_mr_unhold(struct odpnic_mr *mr);
+void odpnic_wq_unhold(struct odpnic_wq *wq, u32 slot);
 
 /* odpnic_odp.c: ODP and dma-buf regions, fault resolution */
 extern const struct mmu_interval_notifier_ops odpnic_mni_ops;

@@ -4,7 +4,8 @@
  *
  * The device's key is the region's index (0..MAX_MRS-1), so lkey = rkey =
  * key.  The device checks no protection domain: the kernel does, at post
- * time (odpnic_mr_check_sge), which is why the data path goes through it.
+ * time (odpnic_mr_hold), which is why the data path goes through it,
+ * and a key returns to the pool only when no posted WQE names it.
  *
  * Pinned: ib_umem_get(), then the translation list at CREATE_MR.
  * ODP:    ib_umem_odp_get() with our interval notifier; the region starts
@@ -40,44 +41,54 @@ void odpnic_mr_put(struct odpnic_mr *mr)
 }
 
 /*
- * A scatter element of a work request on a QP of @pd: its key must name a
- * region of the same protection domain, with local write access when the
- * device writes into it.  The device checks the range and the access again.
+ * A key a work request of a QP of @pd names: a scatter element's lkey, or in
+ * loopback (this NIC is then the responder) the target's rkey.  It must name
+ * a region of the same protection domain with @hw_right (0 for local read):
+ * the device checks ranges and rights again, but no PD.  Returns the region
+ * with a WQE reference (NULL and *err on a refusal): its key stays out of the
+ * pool until poll retires the WQE.
  */
-int odpnic_mr_check_sge(struct odpnic_dev *dev, struct ib_pd *pd, u32 lkey,
-			u32 length, bool local_write)
+struct odpnic_mr *odpnic_mr_hold(struct odpnic_dev *dev, struct ib_pd *pd,
+				 u32 key, u32 hw_right, int *err)
 {
 	struct odpnic_mr *mr;
-	int ret = 0;
 
-	if (!length)
-		return 0;
+	*err = 0;
 	/* Under the posting QP's lock: RCU, not the xarray's lock. */
 	rcu_read_lock();
-	mr = xa_load(&dev->mrs, lkey);
+	mr = xa_load(&dev->mrs, key);
 	if (!mr || mr->ibmr.pd != pd)
-		ret = -EINVAL;
-	else if (local_write && !(mr->hw_access & ODP_NIC_ACCESS_LOCAL_WRITE))
-		ret = -EACCES;
+		*err = -EINVAL;
+	else if ((mr->hw_access & hw_right) != hw_right)
+		*err = -EACCES;
+	else if (!atomic_inc_not_zero(&mr->wqe_refs))
+		*err = -EINVAL;		/* deregistered under us */
 	rcu_read_unlock();
-	return ret;
+	return *err ? NULL : mr;
 }
 
-/* The target of a loopback RDMA WRITE/READ: a region of @pd with @hw_right. */
-int odpnic_mr_check_rkey(struct odpnic_dev *dev, struct ib_pd *pd, u32 rkey,
-			 u32 hw_right)
+static void odpnic_mr_free(struct odpnic_mr *mr)
 {
-	struct odpnic_mr *mr;
-	int ret = 0;
+	xa_erase(&mr->dev->mrs, mr->key);
+	kfree_rcu(mr, rcu);
+}
 
-	rcu_read_lock();
-	mr = xa_load(&dev->mrs, rkey);
-	if (!mr || mr->ibmr.pd != pd)
-		ret = -EINVAL;
-	else if (!(mr->hw_access & hw_right))
-		ret = -EACCES;
-	rcu_read_unlock();
-	return ret;
+void odpnic_mr_unhold(struct odpnic_mr *mr)
+{
+	if (atomic_dec_and_test(&mr->wqe_refs))
+		odpnic_mr_free(mr);
+}
+
+/* A WQE left the queue (completed, flushed or dropped): its keys may go. */
+void odpnic_wq_unhold(struct odpnic_wq *wq, u32 slot)
+{
+	int i;
+
+	for (i = 0; i < ODPNIC_WQE_KEYS; i++) {
+		if (wq->mrs[slot][i])
+			odpnic_mr_unhold(wq->mrs[slot][i]);
+		wq->mrs[slot][i] = NULL;
+	}
 }
 
 static u32 odpnic_hw_access(int access)
@@ -120,6 +131,7 @@ static struct odpnic_mr *odpnic_mr_alloc(struct odpnic_dev *dev,
 	mr->hw_access = odpnic_hw_access(access);
 	refcount_set(&mr->users, 1);
 	init_completion(&mr->released);
+	atomic_set(&mr->wqe_refs, 1);
 	mr->ibmr.pd = pd;
 	mr->ibmr.iova = iova;
 	mr->ibmr.length = length;
@@ -135,12 +147,6 @@ static struct odpnic_mr *odpnic_mr_alloc(struct odpnic_dev *dev,
 	mr->ibmr.lkey = key;
 	mr->ibmr.rkey = key;
 	return mr;
-}
-
-static void odpnic_mr_free(struct odpnic_mr *mr)
-{
-	xa_erase(&mr->dev->mrs, mr->key);
-	kfree_rcu(mr, rcu);
 }
 
 static int odpnic_create_mr(struct odpnic_mr *mr, u8 mode, u64 xlt,
@@ -340,7 +346,8 @@ static int odpnic_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 		odpnic_cmd_num(dev, ODP_NIC_CMD_DESTROY_MR, mr->key);
 		ib_umem_release(mr->umem);
 	}
-	odpnic_mr_free(mr);
+	/* The key itself waits for the WQEs still naming it. */
+	odpnic_mr_unhold(mr);
 	return 0;
 }
 

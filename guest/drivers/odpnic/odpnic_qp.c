@@ -36,14 +36,16 @@ static int odpnic_wq_alloc(struct odpnic_dev *dev, struct odpnic_wq *wq,
 				      &wq->ring_dma, GFP_KERNEL);
 	if (!wq->ring)
 		return -ENOMEM;
-	if (send) {
+	wq->mrs = kcalloc(1u << wq->log, sizeof(*wq->mrs), GFP_KERNEL);
+	if (send)
 		wq->signaled = kcalloc(1u << wq->log, sizeof(u8), GFP_KERNEL);
-		if (!wq->signaled) {
-			dma_free_coherent(&dev->pdev->dev,
-					  sizeof(struct odp_nic_wqe) << wq->log,
-					  wq->ring, wq->ring_dma);
-			return -ENOMEM;
-		}
+	if (!wq->mrs || (send && !wq->signaled)) {
+		kfree(wq->mrs);
+		kfree(wq->signaled);
+		dma_free_coherent(&dev->pdev->dev,
+				  sizeof(struct odp_nic_wqe) << wq->log,
+				  wq->ring, wq->ring_dma);
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -52,6 +54,7 @@ static void odpnic_wq_free(struct odpnic_dev *dev, struct odpnic_wq *wq)
 {
 	if (!wq->log)
 		return;
+	kfree(wq->mrs);
 	kfree(wq->signaled);
 	dma_free_coherent(&dev->pdev->dev,
 			  sizeof(struct odp_nic_wqe) << wq->log, wq->ring,
@@ -236,18 +239,23 @@ static void odpnic_hw_destroy(struct odpnic_qp *qp)
 	odpnic_cq_scrub(to_ocq(qp->ibqp.recv_cq), qp->qpn);
 }
 
+/* The device holds none of the QP's WQEs any more: their keys may go. */
+static void odpnic_wq_drop(spinlock_t *lock, struct odpnic_wq *wq)
+{
+	spin_lock_irq(lock);
+	for (; wq->log && wq->ci != wq->pi; wq->ci++)
+		odpnic_wq_unhold(wq, wq->ci & ((1u << wq->log) - 1));
+	wq->pi = 0;
+	wq->ci = 0;
+	spin_unlock_irq(lock);
+}
+
 static void odpnic_qp_reset(struct odpnic_qp *qp)
 {
 	odpnic_cq_flush_del(to_ocq(qp->ibqp.send_cq), &qp->sflush);
 	odpnic_cq_flush_del(to_ocq(qp->ibqp.recv_cq), &qp->rflush);
-	spin_lock_irq(&qp->sq_lock);
-	qp->sq.pi = 0;
-	qp->sq.ci = 0;
-	spin_unlock_irq(&qp->sq_lock);
-	spin_lock_irq(&qp->rq_lock);
-	qp->rq.pi = 0;
-	qp->rq.ci = 0;
-	spin_unlock_irq(&qp->rq_lock);
+	odpnic_wq_drop(&qp->sq_lock, &qp->sq);
+	odpnic_wq_drop(&qp->rq_lock, &qp->rq);
 }
 
 static int odpnic_modify_qp(struct ib_qp *ibqp, struct ib_qp_attr *attr,
@@ -360,8 +368,7 @@ static int odpnic_destroy_qp(struct ib_qp *ibqp, struct ib_udata *udata)
 	spin_unlock_irqrestore(&scq->lock, flags);
 	spin_lock_irqsave(&rcq->lock, flags);
 	spin_unlock_irqrestore(&rcq->lock, flags);
-	odpnic_cq_flush_del(scq, &qp->sflush);
-	odpnic_cq_flush_del(rcq, &qp->rflush);
+	odpnic_qp_reset(qp);
 	odpnic_cq_detach(ibqp->send_cq, odpnic_wq_depth(&qp->sq));
 	odpnic_cq_detach(ibqp->recv_cq, odpnic_wq_depth(&qp->rq));
 	odpnic_wq_free(dev, &qp->rq);
@@ -391,6 +398,7 @@ static int odpnic_wr_opcode(enum ib_wr_opcode op, u8 *hw)
 static int odpnic_post_one_send(struct odpnic_qp *qp,
 				const struct ib_send_wr *wr)
 {
+	struct odpnic_mr *held[ODPNIC_WQE_KEYS] = {};
 	u32 mask = (1u << qp->sq.log) - 1, slot;
 	struct odp_nic_wqe wqe = {};
 	u64 total = 0;
@@ -409,6 +417,25 @@ static int odpnic_post_one_send(struct odpnic_qp *qp,
 	wqe.wr_id = wr->wr_id;
 	if (wr->opcode == IB_WR_SEND_WITH_IMM)
 		wqe.imm = be32_to_cpu(wr->ex.imm_data);
+	for (i = 0; i < wr->num_sge; i++) {
+		const struct ib_sge *sge = &wr->sg_list[i];
+
+		if (sge->length) {
+			held[i] = odpnic_mr_hold(qp->dev, qp->ibqp.pd, sge->lkey,
+						 wr->opcode == IB_WR_RDMA_READ ?
+						 ODP_NIC_ACCESS_LOCAL_WRITE : 0,
+						 &ret);
+			if (ret)
+				goto err;
+		}
+		wqe.sge[i].lkey = sge->lkey;
+		wqe.sge[i].length = sge->length;
+		wqe.sge[i].va = sge->addr;
+		total += sge->length;
+	}
+	ret = -EMSGSIZE;
+	if (total > ODP_NIC_MAX_WR_LEN)
+		goto err;
 	if (wr->opcode == IB_WR_RDMA_WRITE || wr->opcode == IB_WR_RDMA_READ) {
 		wqe.rkey = rdma_wr(wr)->rkey;
 		wqe.remote_va = rdma_wr(wr)->remote_addr;
@@ -417,36 +444,29 @@ static int odpnic_post_one_send(struct odpnic_qp *qp,
 		 * the target region must be ours, with the remote right.  (Over
 		 * the link the peer's device decides.)
 		 */
-		if (qp->dest == ODP_NIC_QP_DEST_LOOPBACK) {
-			ret = odpnic_mr_check_rkey(qp->dev, qp->ibqp.pd, wqe.rkey,
-						   wr->opcode == IB_WR_RDMA_WRITE ?
-						   ODP_NIC_ACCESS_REMOTE_WRITE :
-						   ODP_NIC_ACCESS_REMOTE_READ);
+		if (qp->dest == ODP_NIC_QP_DEST_LOOPBACK && total) {
+			held[ODP_NIC_MAX_SGE] =
+				odpnic_mr_hold(qp->dev, qp->ibqp.pd, wqe.rkey,
+					       wr->opcode == IB_WR_RDMA_WRITE ?
+					       ODP_NIC_ACCESS_REMOTE_WRITE :
+					       ODP_NIC_ACCESS_REMOTE_READ, &ret);
 			if (ret)
-				return ret;
+				goto err;
 		}
 	}
-	for (i = 0; i < wr->num_sge; i++) {
-		const struct ib_sge *sge = &wr->sg_list[i];
-
-		ret = odpnic_mr_check_sge(qp->dev, qp->ibqp.pd, sge->lkey,
-					  sge->length,
-					  wr->opcode == IB_WR_RDMA_READ);
-		if (ret)
-			return ret;
-		wqe.sge[i].lkey = sge->lkey;
-		wqe.sge[i].length = sge->length;
-		wqe.sge[i].va = sge->addr;
-		total += sge->length;
-	}
-	if (total > ODP_NIC_MAX_WR_LEN)
-		return -EMSGSIZE;
 	slot = qp->sq.pi & mask;
 	memcpy(qp->sq.ring + slot * sizeof(wqe), &wqe, sizeof(wqe));
+	memcpy(qp->sq.mrs[slot], held, sizeof(held));
 	qp->sq.signaled[slot] = qp->sq_sig_all ||
 				(wr->send_flags & IB_SEND_SIGNALED);
 	qp->sq.pi++;
 	return 0;
+
+err:
+	for (i = 0; i < ODPNIC_WQE_KEYS; i++)
+		if (held[i])
+			odpnic_mr_unhold(held[i]);
+	return ret;
 }
 
 static int odpnic_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
@@ -496,6 +516,7 @@ static int odpnic_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 		*bad_wr = wr;
 	}
 	for (; wr && !ret; wr = wr->next) {
+		struct odpnic_mr *held[ODPNIC_WQE_KEYS] = {};
 		u32 slot = qp->rq.pi & ((1u << qp->rq.log) - 1);
 		struct odp_nic_wqe wqe = {};
 		int i;
@@ -508,21 +529,28 @@ static int odpnic_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 			for (i = 0; i < wr->num_sge && !ret; i++) {
 				const struct ib_sge *sge = &wr->sg_list[i];
 
-				ret = odpnic_mr_check_sge(qp->dev, ibqp->pd,
-							  sge->lkey,
-							  sge->length, true);
+				if (sge->length)
+					held[i] = odpnic_mr_hold(qp->dev,
+								 ibqp->pd,
+								 sge->lkey,
+								 ODP_NIC_ACCESS_LOCAL_WRITE,
+								 &ret);
 				wqe.sge[i].lkey = sge->lkey;
 				wqe.sge[i].length = sge->length;
 				wqe.sge[i].va = sge->addr;
 			}
 		}
 		if (ret) {
+			for (i = 0; i < ODPNIC_WQE_KEYS; i++)
+				if (held[i])
+					odpnic_mr_unhold(held[i]);
 			*bad_wr = wr;
 			break;
 		}
 		wqe.num_sge = wr->num_sge;
 		wqe.wr_id = wr->wr_id;
 		memcpy(qp->rq.ring + slot * sizeof(wqe), &wqe, sizeof(wqe));
+		memcpy(qp->rq.mrs[slot], held, sizeof(held));
 		qp->rq.pi++;
 	}
 	if (qp->rq.pi != start && qp->hw_created) {

@@ -688,6 +688,96 @@ out:
 	return ret;
 }
 
+/*
+ * A key named by a queued WQE stays out of the pool after dereg: a region
+ * registered meanwhile, by anyone, must not get it (the WQE would then reach
+ * that region).  A SEND to a QP with no receive posted holds the queue.
+ */
+static int case_key_quarantine(void)
+{
+	struct ibv_qp_init_attr ia = {
+		.send_cq = cq, .recv_cq = cq, .qp_type = IBV_QPT_RC, .sq_sig_all = 1,
+		.cap = { .max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1,
+			 .max_recv_sge = 1 },
+	};
+	struct ibv_qp *qa = NULL, *qb = NULL;
+	struct ibv_mr *many[4096], *msrc = NULL, *mk = NULL, *mr;
+	char *buf = map_anon(1 << 20);
+	struct ibv_sge sge;
+	struct ibv_send_wr w, *bw;
+	struct ibv_recv_wr rw, *br;
+	struct ibv_wc wc;
+	int nmany = 0, i, st, got = 0, ret = -1;
+	uint32_t key;
+
+	FAIL_IF(out, !buf, "mmap: %s", strerror(errno));
+	qa = ibv_create_qp(pd, &ia);
+	qb = ibv_create_qp(pd, &ia);
+	FAIL_IF(out, !qa || !qb, "create_qp: %s", strerror(errno));
+	FAIL_IF(out, qp_connect(qa, qb->qp_num, lid) || qp_connect(qb, qa->qp_num, lid),
+		"connect: %s", strerror(errno));
+	msrc = ibv_reg_mr(pd, buf, 4096, ACC_ALL);
+	mk = ibv_reg_mr(pd, buf + 4096, 4096, ACC_ALL);
+	FAIL_IF(out, !msrc || !mk, "reg_mr: %s", strerror(errno));
+	key = mk->lkey;
+	/* The SEND waits for a receive; the WRITE naming key waits behind it. */
+	sge = (struct ibv_sge){ .addr = (uintptr_t)buf, .length = 64, .lkey = msrc->lkey };
+	w = (struct ibv_send_wr){ .wr_id = 1, .sg_list = &sge, .num_sge = 1,
+				  .opcode = IBV_WR_SEND, .send_flags = IBV_SEND_SIGNALED };
+	st = ibv_post_send(qa, &w, &bw);
+	FAIL_IF(out, st, "post SEND: %s", strerror(st));
+	sge = (struct ibv_sge){ .addr = (uintptr_t)buf + 4096, .length = 64, .lkey = key };
+	w = (struct ibv_send_wr){ .wr_id = 2, .sg_list = &sge, .num_sge = 1,
+				  .opcode = IBV_WR_RDMA_WRITE, .send_flags = IBV_SEND_SIGNALED,
+				  .wr.rdma = { .remote_addr = (uintptr_t)buf, .rkey = msrc->rkey } };
+	st = ibv_post_send(qa, &w, &bw);
+	FAIL_IF(out, st, "post WRITE: %s", strerror(st));
+	FAIL_IF(out, ibv_poll_cq(cq, 1, &wc) != 0, "the stalled SEND completed");
+	FAIL_IF(out, ibv_dereg_mr(mk), "dereg_mr: %s", strerror(errno));
+	mk = NULL;
+	/* Take every free key: the deregistered one must not be among them. */
+	while (nmany < 4096 && (mr = ibv_reg_mr(pd, buf + 8192, 4096, ACC_ALL)))
+		many[nmany++] = mr;
+	FAIL_IF(out, errno != ENOSPC && errno != ENOMEM, "reg_mr: %s", strerror(errno));
+	for (i = 0; i < nmany; i++)
+		FAIL_IF(out, many[i]->lkey == key,
+			"key %u was given out again while a queued WQE names it", key);
+	/* Let the queue go: the SEND completes, the WRITE fails (no region). */
+	sge = (struct ibv_sge){ .addr = (uintptr_t)buf + 8192, .length = 64, .lkey = many[0]->lkey };
+	rw = (struct ibv_recv_wr){ .wr_id = 3, .sg_list = &sge, .num_sge = 1 };
+	st = ibv_post_recv(qb, &rw, &br);
+	FAIL_IF(out, st, "post_recv: %s", strerror(st));
+	while (got < 3) {
+		if (wait_wc(&wc))
+			goto out;
+		got++;
+		FAIL_IF(out, wc.wr_id == 2 && wc.status == IBV_WC_SUCCESS,
+			"the WRITE with a deregistered lkey succeeded");
+	}
+	/* Retired: the key is free again. */
+	for (i = 0; i < nmany; i++)
+		ibv_dereg_mr(many[i]);
+	nmany = 0;
+	mk = ibv_reg_mr(pd, buf + 4096, 4096, ACC_ALL);
+	FAIL_IF(out, !mk, "reg_mr after the WQE retired: %s", strerror(errno));
+	ret = 0;
+out:
+	for (i = 0; i < nmany; i++)
+		ibv_dereg_mr(many[i]);
+	if (qa)
+		ibv_destroy_qp(qa);
+	if (qb)
+		ibv_destroy_qp(qb);
+	while (ibv_poll_cq(cq, 1, &wc) > 0)
+		;
+	if (mk)
+		ibv_dereg_mr(mk);
+	if (msrc)
+		ibv_dereg_mr(msrc);
+	munmap(buf, 1 << 20);
+	return ret;
+}
+
 /* ---- dma-buf: a p2pgpu BO ---------------------------------------------- */
 
 static int bo_copy_from(int gpu, uint32_t handle, uint64_t off, void *dst, uint64_t n)
@@ -1015,6 +1105,7 @@ static const struct selftest_case cases[] = {
 	{ "prefetch", case_prefetch, 0 },
 	{ "pd_check", case_pd_check, 0 },
 	{ "qp_reset", case_qp_reset, 0 },
+	{ "key_quarantine", case_key_quarantine, 0 },
 	{ "dmabuf", case_dmabuf, 1 },
 	{ "dmabuf_target", case_dmabuf_target, 1 },
 	{ "dmabuf_initiator", case_dmabuf_initiator, 1 },

@@ -47,7 +47,8 @@ MACHINE = """\
     topology: [{kind: root-port, id: rp0}]
     devices:
       - {driver: odp-nic, id: nic0, bus: rp0,
-         props: {mac: "@MAC@", rnr-retry-count: 4000, rnr-delay-us: 500}}
+         props: {mac: "@MAC@", rnr-retry-count: 4000, rnr-delay-us: 500,
+                 retry-timeout-us: 100000, retry-count: 50}}
 """
 
 FAULT_SCENARIO = """\

@@ -6,6 +6,7 @@ test`` builds everything first, so in CI a missing artifact is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,12 +75,32 @@ class BackgroundRun:
                                 stderr=subprocess.STDOUT, text=True)
         return cls(kernel, dir, proc, timeout)
 
+    @classmethod
+    def run_scenarios(cls, kernel: str, dir: Path, timeout: float, files: Iterable[str],
+                      *extra: str) -> BackgroundRun:
+        """``orchestrator run FILES --kernel KERNEL`` into ``dir``, results in results.json."""
+        return cls.start(kernel, dir, timeout, "run", *files, "--kernel", kernel,
+                         "--artifacts", str(dir), "--json", str(dir / "results.json"), *extra)
+
     def wait(self) -> tuple[int, str]:
         """Exit status and output (stdout and stderr together)."""
         if self.result is None:
             out, _ = self.proc.communicate(timeout=self.timeout)
             self.result = (self.proc.returncode, out)
         return self.result
+
+    def passed_scenario(self, name: str) -> dict[str, Any]:
+        """Scenario ``name``'s entry in results.json, once the run is over; it must have passed."""
+        _, out = self.wait()
+        data = json.loads((self.dir / "results.json").read_text())
+        found = [sc for sc in data["scenarios"] if sc["name"] == name]
+        assert found, f"{name} did not run on {self.kernel}"
+        sc: dict[str, Any] = found[0]
+        failed = [f"{s['name']}: {s.get('message')}" for s in sc["steps"]
+                  if s["status"] != "passed"]
+        assert sc["status"] == "passed", f"{sc['message']}\n{failed}\n{out[-3000:]}"
+        assert not failed
+        return sc
 
 
 def stop_runs(runs: Iterable[BackgroundRun]) -> None:

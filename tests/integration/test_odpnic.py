@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -43,32 +42,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Backgro
     started: dict[str, BackgroundRun] = {}
     for kernel in TEST_KERNELS:
         d = tmp_path_factory.mktemp(f"odpnic-{kernel}")
-        started[kernel] = BackgroundRun.start(
-            kernel, d, RUN_TIMEOUT, "run", *(f"scenarios/{n}.yaml" for n in _names(kernel)),
-            "--kernel", kernel, "--keep-going", "--artifacts", str(d),
-            "--json", str(d / "results.json"))
+        started[kernel] = BackgroundRun.run_scenarios(
+            kernel, d, RUN_TIMEOUT, (f"scenarios/{n}.yaml" for n in _names(kernel)),
+            "--keep-going")
     yield started
     stop_runs(started.values())
-
-
-def _scenario(run: BackgroundRun, name: str) -> dict[str, Any]:
-    data = json.loads((run.dir / "results.json").read_text())
-    found = [sc for sc in data["scenarios"] if sc["name"] == name]
-    assert found, f"{name} did not run on {run.kernel}"
-    sc: dict[str, Any] = found[0]
-    return sc
 
 
 @pytest.mark.parametrize(("kernel", "name"),
                          [(k, n) for k in TEST_KERNELS for n in _names(k)])
 def test_odpnic_scenario(kernel: str, name: str, runs: dict[str, BackgroundRun],
                          capsys: pytest.CaptureFixture[str]) -> None:
-    run = runs[kernel]
-    _, out = run.wait()
-    sc = _scenario(run, name)
-    failed = [f"{s['name']}: {s.get('message')}" for s in sc["steps"] if s["status"] != "passed"]
-    assert sc["status"] == "passed", f"{sc['message']}\n{failed}\n{out[-3000:]}"
-    assert not failed
+    sc = runs[kernel].passed_scenario(name)
     built = kernels.resolve(kernel)
     for vm, m in sc["machines"].items():
         assert m["kernel"]["booted"] == built.info["release"], (vm, m["kernel"])

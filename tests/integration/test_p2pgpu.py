@@ -19,7 +19,6 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -56,15 +55,6 @@ def _virtio_variant(dest: Path) -> Path:
     return path
 
 
-def _scenario(run: BackgroundRun, name: str) -> dict[str, Any]:
-    """One scenario's entry in a run's results.json."""
-    data = json.loads((run.dir / "results.json").read_text())
-    found = [sc for sc in data["scenarios"] if sc["name"] == name]
-    assert found, f"{name} did not run on {run.kernel}"
-    sc: dict[str, Any] = found[0]
-    return sc
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, BackgroundRun]]:
     virtio = _virtio_variant(tmp_path_factory.mktemp("p2pgpu-scenarios"))
@@ -73,9 +63,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Backgro
         files = [str(virtio) if n.endswith("virtio-iommu") else f"scenarios/{n}.yaml"
                  for n in _names(kernel)]
         d = tmp_path_factory.mktemp(f"p2pgpu-{kernel}")
-        started[kernel] = BackgroundRun.start(
-            kernel, d, RUN_TIMEOUT, "run", *files, "--kernel", kernel, "--keep-going",
-            "--artifacts", str(d), "--json", str(d / "results.json"))
+        started[kernel] = BackgroundRun.run_scenarios(kernel, d, RUN_TIMEOUT, files,
+                                                      "--keep-going")
     yield started
     stop_runs(started.values())
 
@@ -87,12 +76,7 @@ def _cases() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("kernel", "name"), _cases())
 def test_p2pgpu_scenario(kernel: str, name: str, runs: dict[str, BackgroundRun],
                          capsys: pytest.CaptureFixture[str]) -> None:
-    run = runs[kernel]
-    _, out = run.wait()
-    sc = _scenario(run, name)
-    failed = [f"{s['name']}: {s.get('message')}" for s in sc["steps"] if s["status"] != "passed"]
-    assert sc["status"] == "passed", f"{sc['message']}\n{failed}\n{out[-3000:]}"
-    assert not failed
+    sc = runs[kernel].passed_scenario(name)
     vm0 = sc["machines"]["vm0"]
     built = kernels.resolve(kernel)
     assert vm0["kernel"]["booted"] == built.info["release"], vm0["kernel"]

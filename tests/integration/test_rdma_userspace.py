@@ -33,9 +33,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Backgro
     started: dict[str, BackgroundRun] = {}
     for kernel in RELEASE_KERNELS:
         d = tmp_path_factory.mktemp(f"rdma-{kernel}")
-        started[kernel] = BackgroundRun.start(
-            kernel, d, RUN_TIMEOUT, "run", "scenarios/rdma-userspace.yaml", "--kernel", kernel,
-            "--artifacts", str(d), "--json", str(d / "results.json"))
+        started[kernel] = BackgroundRun.run_scenarios(kernel, d, RUN_TIMEOUT,
+                                                      ["scenarios/rdma-userspace.yaml"])
     yield started
     stop_runs(started.values())
 

@@ -25,6 +25,7 @@
 #include <infiniband/verbs.h>
 
 #include "../lib/selftest.h"
+#include "verbs-lab.h"
 
 #define ACC_ALL (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
 #define PAGE 4096
@@ -45,89 +46,25 @@ static double now_us(void)
 
 static long long hw_counter(const char *name)
 {
-	char path[256], buf[64];
-	long long v = -1;
-	FILE *f;
-
-	usleep(20000);	/* past the core's counter cache (a jiffy at least) */
-	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/%s",
-		 dev_name, name);
-	f = fopen(path, "r");
-	if (f && fgets(buf, sizeof(buf), f))
-		v = strtoll(buf, NULL, 0);
-	if (f)
-		fclose(f);
-	return v;
+	return lab_hw_counter(dev_name, name);
 }
 
 /* RoCE (rxe) addresses by GID; odpnic's IB port by LID. */
 static int gid_index = -1;
 static union ibv_gid gid;
 
-static int connect_qp(struct ibv_qp *q, uint32_t dqpn, uint16_t lid)
-{
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1,
-				 .qp_access_flags = ACC_ALL };
-
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
-			  IBV_QP_ACCESS_FLAGS))
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_4096;
-	a.dest_qp_num = dqpn;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 1;
-	a.ah_attr.dlid = lid;
-	a.ah_attr.port_num = 1;
-	if (gid_index >= 0) {
-		a.ah_attr.is_global = 1;
-		a.ah_attr.grh.dgid = gid;
-		a.ah_attr.grh.sgid_index = gid_index;
-		a.ah_attr.grh.hop_limit = 1;
-	}
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
-			  IBV_QP_MIN_RNR_TIMER))
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.max_rd_atomic = 1;
-	return ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
-}
-
 static int setup(void)
 {
-	struct ibv_device **list = ibv_get_device_list(NULL);
 	struct ibv_port_attr port;
-	FILE *f;
 	int i;
 
-	CHECK(list, "no RDMA devices: %s", strerror(errno));
-	for (i = 0; list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), dev_name))
-			ctx = ibv_open_device(list[i]);
-	ibv_free_device_list(list);
+	ctx = lab_open(dev_name);
 	CHECK(ctx, "no RDMA device %s", dev_name);
 	CHECK(!ibv_query_port(ctx, 1, &port), "query_port: %s", strerror(errno));
 	if (gid_index >= 0)
 		CHECK(!ibv_query_gid(ctx, 1, gid_index, &gid), "query_gid: %s", strerror(errno));
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path),
-			 "/sys/class/infiniband/%s/ports/1/hw_counters/lifespan", dev_name);
-		/* Not every provider has hw_counters (rxe's differ). */
-		f = fopen(path, "w");
-		if (f) {
-			fputs("0\n", f);
-			fclose(f);
-		}
-	}
+	/* Not every provider has hw_counters (rxe's differ). */
+	lab_counters_uncached(dev_name);
 	pd = ibv_alloc_pd(ctx);
 	cq = ibv_create_cq(ctx, 4096, NULL, NULL, 0);
 	CHECK(pd && cq, "PD/CQ: %s", strerror(errno));
@@ -141,8 +78,9 @@ static int setup(void)
 		qp[i] = ibv_create_qp(pd, &ia);
 		CHECK(qp[i], "create_qp: %s", strerror(errno));
 	}
-	CHECK(!connect_qp(qp[0], qp[1]->qp_num, port.lid) &&
-	      !connect_qp(qp[1], qp[0]->qp_num, port.lid), "connect: %s", strerror(errno));
+	CHECK(!lab_qp_connect(qp[0], qp[1]->qp_num, port.lid, gid_index, &gid) &&
+	      !lab_qp_connect(qp[1], qp[0]->qp_num, port.lid, gid_index, &gid),
+	      "connect: %s", strerror(errno));
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #include <p2pgpu.h>
 
 #include "../lib/selftest.h"
+#include "verbs-lab.h"
 
 #define MiB (1ull << 20)
 #define WC_TIMEOUT_MS 20000
@@ -53,87 +54,22 @@ static uint16_t lid;
 
 /* ---- verbs plumbing ---------------------------------------------------- */
 
-/*
- * The RDMA core caches hw_counters for their "lifespan" (setup() sets it to
- * 0 ms) and at least a jiffy: wait one out, so a read sees what just happened.
- */
 static long long hw_counter(const char *name)
 {
-	char path[256], buf[64];
-	FILE *f;
-	long long v = -1;
-
-	usleep(20000);
-	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/ports/1/hw_counters/%s",
-		 dev_name, name);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f))
-		v = strtoll(buf, NULL, 0);
-	fclose(f);
-	return v;
-}
-
-static int qp_connect(struct ibv_qp *q, uint32_t remote_qpn, uint16_t dlid)
-{
-	struct ibv_qp_attr a = {
-		.qp_state = IBV_QPS_INIT,
-		.pkey_index = 0,
-		.port_num = 1,
-		.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ,
-	};
-
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
-			  IBV_QP_ACCESS_FLAGS))
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_4096;
-	a.dest_qp_num = remote_qpn;
-	a.rq_psn = 0;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 1;
-	a.ah_attr.dlid = dlid;
-	a.ah_attr.port_num = 1;
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-			  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
-			  IBV_QP_MIN_RNR_TIMER))
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.sq_psn = 0;
-	a.max_rd_atomic = 1;
-	return ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+	return lab_hw_counter(dev_name, name);
 }
 
 static int setup(void)
 {
-	struct ibv_device **list = ibv_get_device_list(NULL);
 	struct ibv_port_attr port;
 	int i;
 
-	CHECK(list, "ibv_get_device_list: %s", strerror(errno));
-	for (i = 0; list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), dev_name))
-			ctx = ibv_open_device(list[i]);
-	ibv_free_device_list(list);
+	ctx = lab_open(dev_name);
 	CHECK(ctx, "no RDMA device %s", dev_name);
 	CHECK(!ibv_query_port(ctx, 1, &port), "query_port: %s", strerror(errno));
 	lid = port.lid;
-	{
-		char path[256];
-		FILE *f;
-
-		snprintf(path, sizeof(path),
-			 "/sys/class/infiniband/%s/ports/1/hw_counters/lifespan", dev_name);
-		f = fopen(path, "w");
-		CHECK(f && fputs("0\n", f) >= 0 && !fclose(f), "%s: %s", path, strerror(errno));
-	}
+	CHECK(!lab_counters_uncached(dev_name), "%s's hw_counters: %s", dev_name,
+	      strerror(errno));
 	pd = ibv_alloc_pd(ctx);
 	cq = ibv_create_cq(ctx, 512, NULL, NULL, 0);
 	CHECK(pd && cq, "PD/CQ: %s", strerror(errno));
@@ -150,8 +86,8 @@ static int setup(void)
 	}
 	/* With a peer, qp[0] is connected to it by the case, over TCP. */
 	if (!peer_host && !listen_port)
-		CHECK(!qp_connect(qp[0], qp[1]->qp_num, lid) &&
-		      !qp_connect(qp[1], qp[0]->qp_num, lid),
+		CHECK(!lab_qp_connect(qp[0], qp[1]->qp_num, lid, -1, NULL) &&
+		      !lab_qp_connect(qp[1], qp[0]->qp_num, lid, -1, NULL),
 		      "connecting the loopback QPs: %s", strerror(errno));
 	return 0;
 }
@@ -215,6 +151,36 @@ static void *map_anon(size_t n)
 }
 
 #define ACC_ALL (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)
+
+/*
+ * The two buffers most cases move bytes between: a pinned source, and a
+ * destination registered with @dst_access, @n bytes each.  The case's
+ * cleanup passes them to buf_pair_free() whatever was set up.
+ */
+static int buf_pair(size_t n, int dst_access, char **src, char **dst,
+		    struct ibv_mr **ms, struct ibv_mr **md)
+{
+	*src = map_anon(n);
+	*dst = map_anon(n);
+	CHECK(*src && *dst, "mmap: %s", strerror(errno));
+	*ms = ibv_reg_mr(pd, *src, n, ACC_ALL);
+	*md = ibv_reg_mr(pd, *dst, n, dst_access);
+	CHECK(*ms && *md, "reg_mr: %s", strerror(errno));
+	return 0;
+}
+
+static void buf_pair_free(size_t n, char *src, char *dst, struct ibv_mr *ms,
+			  struct ibv_mr *md)
+{
+	if (md)
+		ibv_dereg_mr(md);
+	if (ms)
+		ibv_dereg_mr(ms);
+	if (src)
+		munmap(src, n);
+	if (dst)
+		munmap(dst, n);
+}
 
 /* ---- cases ------------------------------------------------------------- */
 
@@ -325,16 +291,14 @@ static int case_odp(void)
 static int case_odp_unmapped(void)
 {
 	size_t n = 1 * MiB;
-	char *src = map_anon(n), *dst = map_anon(n);
+	char *src = NULL, *dst = NULL;
 	struct ibv_mr *ms = NULL, *md = NULL;
 	long long failed0 = hw_counter("odp_faults_failed");
 	int st, ret = -1;
 
-	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	if (buf_pair(n, ACC_ALL | IBV_ACCESS_ON_DEMAND, &src, &dst, &ms, &md))
+		goto out;
 	fill(src, n, 3);
-	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
-	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
-	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
 	FAIL_IF(out, munmap(dst + n / 2, n / 4), "munmap: %s", strerror(errno));
 	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, 8192, md, (uintptr_t)dst + n / 2 + 4096);
 	if (st < 0)
@@ -349,12 +313,7 @@ static int case_odp_unmapped(void)
 	FAIL_IF(out, st || memcmp(src, dst, 8192), "WRITE after the error: status %d", st);
 	ret = 0;
 out:
-	if (md)
-		ibv_dereg_mr(md);
-	if (ms)
-		ibv_dereg_mr(ms);
-	munmap(src, n);
-	munmap(dst, n);
+	buf_pair_free(n, src, dst, ms, md);
 	return ret;
 }
 
@@ -362,15 +321,13 @@ out:
 static int case_odp_madvise_mprotect(void)
 {
 	size_t n = 1 * MiB;
-	char *src = map_anon(n), *dst = map_anon(n);
+	char *src = NULL, *dst = NULL;
 	struct ibv_mr *ms = NULL, *md = NULL;
 	long long inv0 = hw_counter("invalidations");
 	int st, ret = -1;
 
-	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
-	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
-	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
-	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	if (buf_pair(n, ACC_ALL | IBV_ACCESS_ON_DEMAND, &src, &dst, &ms, &md))
+		goto out;
 	fill(src, n, 11);
 	st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
 	if (st < 0)
@@ -408,12 +365,7 @@ static int case_odp_madvise_mprotect(void)
 	FAIL_IF(out, st || memcmp(src, dst, n), "WRITE after mprotect RW: status %d", st);
 	ret = 0;
 out:
-	if (md)
-		ibv_dereg_mr(md);
-	if (ms)
-		ibv_dereg_mr(ms);
-	munmap(src, n);
-	munmap(dst, n);
+	buf_pair_free(n, src, dst, ms, md);
 	return ret;
 }
 
@@ -572,17 +524,15 @@ out:
 static int case_prefetch(void)
 {
 	size_t n = 2 * MiB;
-	char *src = map_anon(n), *dst = map_anon(n);
+	char *src = NULL, *dst = NULL;
 	struct ibv_mr *ms = NULL, *md = NULL;
 	struct ibv_sge sge;
 	long long p0 = hw_counter("drv_prefetches"), f1;
 	int st, ret = -1;
 
-	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
+	if (buf_pair(n, ACC_ALL | IBV_ACCESS_ON_DEMAND, &src, &dst, &ms, &md))
+		goto out;
 	fill(src, n, 21);
-	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
-	md = ibv_reg_mr(pd, dst, n, ACC_ALL | IBV_ACCESS_ON_DEMAND);
-	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
 	sge = (struct ibv_sge){ .addr = (uintptr_t)dst, .length = n, .lkey = md->lkey };
 	st = ibv_advise_mr(pd, IBV_ADVISE_MR_ADVICE_PREFETCH_WRITE,
 			   IBV_ADVISE_MR_FLAG_FLUSH, &sge, 1);
@@ -601,12 +551,7 @@ static int case_prefetch(void)
 		hw_counter("odp_faults_raised") - f1);
 	ret = 0;
 out:
-	if (md)
-		ibv_dereg_mr(md);
-	if (ms)
-		ibv_dereg_mr(ms);
-	munmap(src, n);
-	munmap(dst, n);
+	buf_pair_free(n, src, dst, ms, md);
 	return ret;
 }
 
@@ -649,16 +594,14 @@ out:
 static int case_qp_reset(void)
 {
 	size_t n = 64 * 1024;
-	char *src = map_anon(n), *dst = map_anon(n);
+	char *src = NULL, *dst = NULL;
 	struct ibv_mr *ms = NULL, *md = NULL;
 	struct ibv_qp_attr a = {};
 	struct ibv_wc wc;
 	int i, st, ret = -1;
 
-	FAIL_IF(out, !src || !dst, "mmap: %s", strerror(errno));
-	ms = ibv_reg_mr(pd, src, n, ACC_ALL);
-	md = ibv_reg_mr(pd, dst, n, ACC_ALL);
-	FAIL_IF(out, !ms || !md, "reg_mr: %s", strerror(errno));
+	if (buf_pair(n, ACC_ALL, &src, &dst, &ms, &md))
+		goto out;
 	for (i = 0; i < 8; i++)
 		FAIL_IF(out, rdma_op(IBV_WR_RDMA_WRITE, ms, src, 4096, md, (uintptr_t)dst, 500 + i),
 			"post %d", i);
@@ -667,7 +610,8 @@ static int case_qp_reset(void)
 	FAIL_IF(out, ibv_modify_qp(qp[0], &a, IBV_QP_STATE), "to ERR: %s", strerror(errno));
 	a.qp_state = IBV_QPS_RESET;
 	FAIL_IF(out, ibv_modify_qp(qp[0], &a, IBV_QP_STATE), "to RESET: %s", strerror(errno));
-	FAIL_IF(out, qp_connect(qp[0], qp[1]->qp_num, lid), "reconnect: %s", strerror(errno));
+	FAIL_IF(out, lab_qp_connect(qp[0], qp[1]->qp_num, lid, -1, NULL), "reconnect: %s",
+		strerror(errno));
 	for (i = 0; i < 4; i++) {
 		fill(src, n, 70 + i);
 		st = rdma_sync(IBV_WR_RDMA_WRITE, ms, src, n, md, (uintptr_t)dst);
@@ -679,12 +623,7 @@ static int case_qp_reset(void)
 		(uint64_t)wc.wr_id);
 	ret = 0;
 out:
-	if (md)
-		ibv_dereg_mr(md);
-	if (ms)
-		ibv_dereg_mr(ms);
-	munmap(src, n);
-	munmap(dst, n);
+	buf_pair_free(n, src, dst, ms, md);
 	return ret;
 }
 
@@ -714,7 +653,8 @@ static int case_key_quarantine(void)
 	qa = ibv_create_qp(pd, &ia);
 	qb = ibv_create_qp(pd, &ia);
 	FAIL_IF(out, !qa || !qb, "create_qp: %s", strerror(errno));
-	FAIL_IF(out, qp_connect(qa, qb->qp_num, lid) || qp_connect(qb, qa->qp_num, lid),
+	FAIL_IF(out, lab_qp_connect(qa, qb->qp_num, lid, -1, NULL) ||
+		lab_qp_connect(qb, qa->qp_num, lid, -1, NULL),
 		"connect: %s", strerror(errno));
 	msrc = ibv_reg_mr(pd, buf, 4096, ACC_ALL);
 	mk = ibv_reg_mr(pd, buf + 4096, 4096, ACC_ALL);
@@ -980,7 +920,8 @@ static int case_dmabuf_target(void)
 				 .addr = 0x10000000, .len = n };
 	FAIL_IF(out, xfer(sock, &me, sizeof(me), true) || xfer(sock, &peer, sizeof(peer), false),
 		"exchange: %s", strerror(errno));
-	FAIL_IF(out, qp_connect(qp[0], peer.qpn, peer.lid), "connect: %s", strerror(errno));
+	FAIL_IF(out, lab_qp_connect(qp[0], peer.qpn, peer.lid, -1, NULL), "connect: %s",
+		strerror(errno));
 	/* Our QP is in the device now: the peer may write. */
 	m = (struct peer_msg){};
 	FAIL_IF(out, xfer(sock, &m, sizeof(m), true), "peer went away");
@@ -1053,7 +994,8 @@ static int case_dmabuf_initiator(void)
 	me = (struct peer_info){ .lid = lid, .qpn = qp[0]->qp_num };
 	FAIL_IF(out, xfer(sock, &peer, sizeof(peer), false) || xfer(sock, &me, sizeof(me), true),
 		"exchange: %s", strerror(errno));
-	FAIL_IF(out, qp_connect(qp[0], peer.qpn, peer.lid), "connect: %s", strerror(errno));
+	FAIL_IF(out, lab_qp_connect(qp[0], peer.qpn, peer.lid, -1, NULL), "connect: %s",
+		strerror(errno));
 	FAIL_IF(out, xfer(sock, &m, sizeof(m), false), "the target did not get ready");
 	remote.rkey = peer.rkey;
 	for (r = 0; r < PEER_ROUNDS; r++) {

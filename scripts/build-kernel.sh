@@ -10,7 +10,8 @@
 # Config: x86_64_defconfig + kvm_guest.config + guest/kernel/p2plab.config
 #   + guest/kernel/<series>.config (if present) + guest/kernel/debug.config
 #   (for -debug).  Every =y/=m line of those fragments is checked after
-#   olddefconfig, since Kconfig silently drops a symbol whose dependencies fail.
+#   olddefconfig, since Kconfig silently drops a symbol whose dependencies fail,
+#   and so is every "is not set" line, since a select silently brings one back.
 #
 # Result: build/guest/NAME/{bzImage,kernel-build,kernel.json}; hmm-tests
 # (static, from the same tree) lives in the kernel build.
@@ -77,8 +78,16 @@ if [ ! -f "$bld/.p2plab-config-done" ]; then
     missing=0
     for f in "${fragments[@]}"; do
         while IFS= read -r line; do
-            case "$line" in CONFIG_*=[ym]) grep -qx "$line" "$bld/.config" \
-                || { log "not set after olddefconfig: $line ($(basename "$f"))"; missing=1; } ;; esac
+            case "$line" in
+                CONFIG_*=[ym]) grep -qx "$line" "$bld/.config" \
+                    || { log "not set after olddefconfig: $line ($(basename "$f"))"; missing=1; } ;;
+                # A trim that another symbol selects back in is a lie in the fragment
+                # (only a warning for a user's own tree, whose Kconfig may differ).
+                "# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}
+                    ! grep -q "^$sym=" "$bld/.config" || {
+                        log "still set after olddefconfig: $line ($(basename "$f"))"
+                        [ -n "${KERNEL_SRC:-}" ] || missing=1; } ;;
+            esac
         done < "$f"
     done
     [ "$missing" = 0 ] || exit 1

@@ -32,7 +32,7 @@ from .schema import (
     WaitStep,
     step_machine,
 )
-from .yamlsource import DocPath, SourceMap, load_yaml
+from .yamlsource import DocPath, SourceMap, load_yaml, read_source
 
 BUILTIN_BUSES = frozenset({"pcie.0"})
 
@@ -354,8 +354,4 @@ def parse_scenario(text: str, file: str) -> LoadedScenario:
 
 def load_scenario(path: Path) -> LoadedScenario:
     """Read and validate one scenario file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem(str(path), 0, 0, "", f"cannot read: {exc}")]) from exc
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_source(path), str(path))

@@ -25,18 +25,65 @@ from pydantic import (
 )
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)]
-PropValue = str | int | float | bool
+
+# Every size and count a scenario gives is bounded, so that a file from a
+# stranger cannot make validation (or QEMU) chase absurd values.  Each limit is
+# far above what this lab's machines use; QEMU and the device models still
+# check what they accept within it.
+MAX_MACHINES = 16  # the management LAN's limit too: 169.254.100.1-16
+MAX_STEPS = 1000
+MAX_DEVICES = 64  # per machine, as with topology entries and disks
+MAX_LIST = 256  # argv items, qemu_args, patterns, reports
+MAX_TEXT = 65536  # a command line, a description
+MAX_SECONDS = 86400.0  # a step's or a scenario's timeout: one day
+MIN_MEMORY = 64 << 20
+MAX_MEMORY = 1 << 40  # a machine's RAM, a disk, a device size property: 1 TiB
+MAX_PROP_INT = (1 << 64) - 1  # QEMU's widest integer property
+
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Command = Text | Annotated[list[Annotated[str, Field(max_length=MAX_TEXT)]],
+                           Field(max_length=MAX_LIST)]
+PropValue = (
+    Annotated[str, Field(max_length=4096)]
+    | Annotated[int, Field(ge=-(1 << 63), le=MAX_PROP_INT)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+)
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False,
+                                 description="seconds")]
 KernelSpec = Annotated[str, Field(
     min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$",
     description="a built kernel's name (7.2, 6.12, 7.2-debug) or a path",
 )]
-Size = Annotated[str, Field(pattern=r"^[0-9]+[KMGT]?$", description="e.g. 1G, 512M")]
+Size = Annotated[str, Field(pattern=r"^[0-9]{1,16}[KMGT]?$", description="e.g. 1G, 512M")]
 
 
 def size_bytes(size: str) -> int:
     """Bytes in a ``Size`` (a bare number is bytes, as QEMU reads a -blockdev size)."""
     shift = {"K": 10, "M": 20, "G": 30, "T": 40}.get(size[-1], 0)
     return int(size[:-1] if shift else size) << shift
+
+
+def _bounded_size(v: str, lo: int, hi: int, what: str) -> str:
+    n = size_bytes(v)
+    if not lo <= n <= hi:
+        raise ValueError(f"{what} {v} is out of range: {_human(lo)} to {_human(hi)}")
+    return v
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+# Size properties of our device models, bounded here as in their specs
+# (docs/devices/): VRAM is 1 MiB to 64 GiB, and no BAR or granule exceeds it.
+DEVICE_SIZE_PROPS: dict[str, dict[str, tuple[int, int]]] = {
+    "p2p-gpu": {p: (1 << 12, 64 << 30)
+                for p in ("vram-size", "bar-size", "rebar-min", "aperture-granule")},
+}
 
 
 class Strict(BaseModel):
@@ -58,14 +105,37 @@ class VIOMMU(Strict):
 class Device(Strict):
     """One ``-device``: driver, id, parent bus and properties, as QEMU spells them."""
 
-    driver: str
+    driver: Annotated[str, Field(max_length=128)]
     id: Identifier
     bus: str | None = None
-    props: dict[str, PropValue] = Field(default_factory=dict)
+    props: dict[str, PropValue] = Field(default_factory=dict, max_length=MAX_LIST)
     counters: list[str] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_LIST,
         description="QOM properties read over QMP at the end of the run (and for asserts)",
     )
+
+    @field_validator("props", mode="before")
+    @classmethod
+    def _prop_ints(cls, v: Any) -> Any:
+        # Checked before the union is tried: an out-of-range int would pass as a float.
+        if isinstance(v, dict):
+            for prop, val in v.items():
+                if isinstance(val, int) and not isinstance(val, bool) \
+                        and not -(1 << 63) <= val <= MAX_PROP_INT:
+                    raise ValueError(f"{prop}: {str(val)[:24]} does not fit in 64 bits")
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Device:
+        for prop, (lo, hi) in DEVICE_SIZE_PROPS.get(self.driver, {}).items():
+            v = self.props.get(prop)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | str) or (
+                    isinstance(v, str) and not re.fullmatch(r"[0-9]{1,16}[KMGT]?", v)):
+                raise ValueError(f"{prop} {v!r} is not a size: write e.g. 1G or 256M")
+            _bounded_size(str(v), lo, hi, prop)
+        return self
 
 
 class RootPort(Strict):
@@ -109,7 +179,14 @@ class Disk(Strict):
     """
 
     id: Identifier
-    size: Size = Field(description="as QEMU takes sizes, e.g. 64M")
+    size: Size = Field(description="as QEMU takes sizes, e.g. 64M (at most 1T)")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not re.fullmatch(r"[0-9]{1,16}[KMGT]?", v):
+            raise ValueError(f"{v!r} is not a size: write e.g. 64M or 1G (at most 1T)")
+        return _bounded_size(v, 1 << 9, MAX_MEMORY, "size")
 
 
 class Machine(Strict):
@@ -117,7 +194,8 @@ class Machine(Strict):
 
     name: Identifier
     cpu: str | None = Field(default=None, description="CPU model; default max (TCG) or host (KVM)")
-    memory: Size | int = Field(default="1G", description="as QEMU -m takes it; an integer is MiB")
+    memory: Size | Annotated[int, Field(ge=MIN_MEMORY >> 20, le=MAX_MEMORY >> 20)] = Field(
+        default="1G", description="as QEMU -m takes it (64M to 1T); an integer is MiB")
     cpus: int = Field(default=1, ge=1, le=64)
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     viommu: VIOMMU | None = Field(default_factory=VIOMMU)
@@ -133,16 +211,17 @@ class Machine(Strict):
         description="a built kernel (7.2, 6.12, 7.2-debug: build/guest/NAME/) or a path to a "
                     "kernel image or such a directory; default: the default kernel",
     )
-    initrd: str | None = Field(default=None, description="default: the kernel's own initramfs")
-    append: str = Field(default="", description="extra kernel command-line arguments")
-    cmdline: str | None = Field(default=None, description="replaces the whole kernel command line")
-    topology: list[TopologyEntry] = Field(default_factory=list)
-    devices: list[Device] = Field(default_factory=list)
-    disks: list[Disk] = Field(default_factory=list)
-    qemu_args: list[str] = Field(default_factory=list, description="extra QEMU arguments")
-    boot_timeout: float = Field(
-        default=300, gt=0, description="seconds until the guest agent is up"
-    )
+    initrd: str | None = Field(default=None, max_length=4096,
+                               description="default: the kernel's own initramfs")
+    append: Text = Field(default="", description="extra kernel command-line arguments")
+    cmdline: Text | None = Field(default=None,
+                                 description="replaces the whole kernel command line")
+    topology: list[TopologyEntry] = Field(default_factory=list, max_length=MAX_DEVICES)
+    devices: list[Device] = Field(default_factory=list, max_length=MAX_DEVICES)
+    disks: list[Disk] = Field(default_factory=list, max_length=MAX_DEVICES)
+    qemu_args: list[Text] = Field(default_factory=list, max_length=MAX_LIST,
+                                  description="extra QEMU arguments")
+    boot_timeout: Seconds = Field(default=300, description="seconds until the guest agent is up")
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -151,6 +230,10 @@ class Machine(Strict):
             isinstance(v, int) or (isinstance(v, str) and re.fullmatch(r"[0-9]+[KMGT]?", v))
         ):
             raise ValueError(f"{v!r} is not a size: write e.g. 1G or 512M, or MiB as an integer")
+        if isinstance(v, str):
+            if len(v) > 17:
+                raise ValueError(f"memory {v[:20]}... is out of range: 64M to 1T")
+            _bounded_size(v if v[-1] in "KMGT" else v + "M", MIN_MEMORY, MAX_MEMORY, "memory")
         return v
 
     @field_validator("viommu", mode="before")
@@ -227,11 +310,11 @@ def _require_exactly_one(model: BaseModel, *names: str) -> None:
 class StepBase(Strict):
     """Keys every step may have."""
 
-    name: str | None = None
+    name: Annotated[str, Field(max_length=200)] | None = None
     machine: Identifier | None = Field(
         default=None, description="the VM the step acts on; may be omitted with one machine"
     )
-    timeout: float | None = Field(default=None, gt=0, description="seconds")
+    timeout: Seconds | None = None
 
 
 def step_machine(step: StepBase, machines: Collection[str]) -> str | None:
@@ -305,7 +388,7 @@ def _nonempty_command(v: str | list[str] | None) -> str | list[str] | None:
 class ExecStep(OutputChecks):
     """Run a command in the guest through the agent (to its end, or in the background)."""
 
-    exec_: str | list[str] = Field(
+    exec_: Command = Field(
         alias="exec", description="a command line (split like a shell) or an argv list"
     )
     background: Identifier | None = Field(
@@ -315,7 +398,7 @@ class ExecStep(OutputChecks):
                     "on the same machine waits for it and checks it (expect and metrics go "
                     "there)",
     )
-    ready: str | list[str] | None = Field(
+    ready: Command | None = Field(
         default=None,
         description="with background: a guest command polled until it exits 0 (e.g. until "
                     "a server listens); the step fails if the background command exits first",
@@ -430,8 +513,8 @@ class WaitSpec(Strict):
     event: str | None = None
     data: dict[str, Any] = Field(default_factory=dict, description="event data must contain")
     console: Regex | None = None
-    guest: str | list[str] | None = Field(default=None, description="polled until it exits 0")
-    interval: float = Field(default=0.5, gt=0)
+    guest: Command | None = Field(default=None, description="polled until it exits 0")
+    interval: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WaitSpec:
@@ -571,6 +654,10 @@ UNION_TAGS = frozenset(
         "switch",
         "str",
         "list[str]",
+        "constrained-str",
+        "list[constrained-str]",
+        "constrained-int",
+        "constrained-float",
         "int",
         "float",
         "bool",
@@ -607,13 +694,13 @@ class Scenario(Strict):
     name: Identifier | None = Field(
         default=None, description="default: the file name without .yaml"
     )
-    description: str = ""
-    timeout: float = Field(default=1800, gt=0, description="seconds for the whole scenario")
-    machines: list[Machine] = Field(min_length=1)
-    links: list[Link] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
+    description: Text = ""
+    timeout: Seconds = Field(default=1800, description="seconds for the whole scenario")
+    machines: list[Machine] = Field(min_length=1, max_length=MAX_MACHINES)
+    links: list[Link] = Field(default_factory=list, max_length=MAX_DEVICES)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     known_kernel_reports: list[KnownReport] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_LIST,
         description="kernel reports (WARN, lockdep, KASAN ...) that do not fail the run; "
                     "each is still recorded in results with its reason",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.artifacts import require
 from tests.support.qtest import QEMU
 
 
@@ -11,5 +12,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/devices" in str(item.path):
             item.add_marker(pytest.mark.devices)
-            if not QEMU.exists():
-                item.add_marker(pytest.mark.skip(reason=f"{QEMU} missing: run make qemu"))
+
+
+@pytest.fixture(autouse=True)
+def _qemu_built() -> None:
+    """Every device test needs our QEMU: without it, fail naming make qemu."""
+    require(QEMU, "qemu")

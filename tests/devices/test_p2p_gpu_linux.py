@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.artifacts import require
 from tests.support.qtest import QEMU, REPO
 
 GUEST = REPO / "build" / "guest" / "default"
@@ -68,9 +69,9 @@ def _initrd(tmp: Path) -> Path:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not (GUEST / "bzImage").exists() or not (GUEST / "initramfs.cpio.gz").exists(),
-                    reason="guest kernel not built: run make kernel guest")
 def test_linux_resizes_bar2_through_sysfs(tmp_path: Path) -> None:
+    require(GUEST / "bzImage", "kernel")
+    require(GUEST / "initramfs.cpio.gz", "guest")
     res = subprocess.run(
         [str(QEMU), "-machine", "q35", "-accel", "tcg", "-m", "512M", "-nodefaults",
          "-display", "none", "-serial", "stdio", "-no-reboot",

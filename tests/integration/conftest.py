@@ -1,7 +1,7 @@
 """Fixtures for tests that run the built QEMU and boot the built guest.
 
-They skip only when the guest kernel is missing and ``CI`` is not set: ``make
-test`` builds everything first, so in CI a missing artifact is a failure.
+A missing guest is an error naming ``make build`` (never a skip): ``make test``
+builds everything first.
 """
 
 from __future__ import annotations
@@ -19,19 +19,21 @@ from typing import Any
 import pytest
 
 from orchestrator import kernels
+from tests.support.artifacts import require
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    kernel = kernels.guest_dir() / kernels.DEFAULT / kernels.INITRD
-    skip = not kernel.exists() and not os.environ.get("CI")
     for item in items:
-        if "tests/integration" not in str(item.path):
-            continue
-        item.add_marker(pytest.mark.integration)
-        if skip:
-            item.add_marker(pytest.mark.skip(reason=f"not built: {kernel} (make build)"))
+        if "tests/integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _guest_built() -> None:
+    """Every integration test boots the default guest: without it, fail naming make build."""
+    require(kernels.guest_dir() / kernels.DEFAULT / kernels.INITRD, "build")
 
 
 def orchestrator_cmd(*args: str) -> list[str]:

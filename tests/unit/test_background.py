@@ -10,7 +10,6 @@ without QEMU. The commands run on the host: short ones, or killed.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import subprocess
 import time
@@ -28,6 +27,7 @@ from orchestrator.scenario import parse_scenario
 from orchestrator.schema import JoinStep, Step
 from orchestrator.steps import StepContext, report_unjoined, run_step
 from orchestrator.vm import VM
+from tests.support.artifacts import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_SRC = REPO / "guest" / "agent" / "p2plab-agent.c"
@@ -35,9 +35,7 @@ AGENT_SRC = REPO / "guest" / "agent" / "p2plab-agent.c"
 
 @pytest.fixture(scope="module")
 def agent_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("no gcc on this host")
+    gcc = require_tool("gcc", "build-essential")
     out = tmp_path_factory.mktemp("agent") / "p2plab-agent"
     # The warnings build-guest.sh builds it with.
     subprocess.run([gcc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(AGENT_SRC)],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from orchestrator.errors import GuestSetupError
 from orchestrator.lan import guest_script, lan_plan
 from orchestrator.scenario import parse_scenario
 from orchestrator.vm import VM
+from tests.support.artifacts import require_tool
 
 MESH = """
 machines: [{name: a}, {name: b}, {name: c}, {name: d}]
@@ -76,9 +76,7 @@ def test_guest_script() -> None:
 @pytest.mark.parametrize("shell", ["busybox", "sh"])
 def test_guest_script_parses(shell: str) -> None:
     """The guest runs busybox sh; the host's busybox (a build dependency) checks the syntax."""
-    exe = shutil.which(shell)
-    if exe is None:
-        pytest.skip(f"no {shell} on this host")
+    exe = require_tool(shell, "busybox-static" if shell == "busybox" else "dash")
     argv = [exe, "sh", "-n"] if shell == "busybox" else [exe, "-n"]
     proc = subprocess.run(argv, input=guest_script(_plan()["b"]), capture_output=True,
                           text=True, check=False)

@@ -236,7 +236,9 @@ class Machine(Strict):
             _bounded_size(v if v[-1] in "KMGT" else v + "M", MIN_MEMORY, MAX_MEMORY, "memory")
         return v
 
-    @field_validator("viommu", mode="before")
+    @field_validator("viommu", mode="before",
+                     json_schema_input_type=Literal["none", "intel-iommu", "virtio-iommu"]
+                     | VIOMMU | None)
     @classmethod
     def _viommu_shorthand(cls, v: Any) -> Any:
         if v is None or v == "none":
@@ -333,7 +335,8 @@ class Expect(Strict):
     not_stdout: list[Regex] = Field(default_factory=list, description="must not match stdout")
     not_stderr: list[Regex] = Field(default_factory=list, description="must not match stderr")
 
-    @field_validator("stdout", "stderr", "not_stdout", "not_stderr", mode="before")
+    @field_validator("stdout", "stderr", "not_stdout", "not_stderr", mode="before",
+                     json_schema_input_type=Regex | list[Regex])
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
@@ -373,7 +376,8 @@ class OutputChecks(StepBase):
     expect: Expect = Field(default_factory=Expect)
     metrics: dict[Identifier, Metric] = Field(default_factory=dict)
 
-    @field_validator("metrics", mode="before")
+    @field_validator("metrics", mode="before",
+                     json_schema_input_type=dict[Identifier, Regex | Metric])
     @classmethod
     def _metrics(cls, v: Any) -> Any:
         return _metric_shorthand(v)
@@ -435,7 +439,7 @@ class QMPStep(StepBase):
         default=False, description="true, or a regex the error message must match"
     )
 
-    @field_validator("qmp", mode="before")
+    @field_validator("qmp", mode="before", json_schema_input_type=str | QMPCommand)
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
         return {"execute": v} if isinstance(v, str) else v
@@ -501,7 +505,8 @@ class FaultStep(StepBase):
 
     fault: Fault
 
-    @field_validator("fault", mode="before")
+    @field_validator("fault", mode="before", json_schema_input_type=Literal[
+        "stop", "cont", "kill"] | Fault)
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
         return {"kind": v} if isinstance(v, str) else v
@@ -549,12 +554,26 @@ class ValueRef(Strict):
         return self
 
 
+def _check_schema(schema: dict[str, Any]) -> None:
+    """A check may also be written as a string ``NAME OP VALUE``: say so to editors."""
+    obj = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [
+        {"type": "string", "pattern": _CHECK_RE.pattern,
+         "description": "NAME OP VALUE, OP one of == != > >= < <="},
+        obj,
+    ]
+
+
 class Check(Strict):
     """One assertion: a ``metric`` (or ``qom`` as ``device.property``) against a value.
 
     The value is a literal, or ``{metric: NAME}`` / ``{qom: DEV.PROP}`` to compare
     two things measured in the run (a device counter against the driver's own).
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              json_schema_extra=_check_schema)
 
     metric: str | None = None
     qom: QOMRef | None = None
@@ -589,7 +608,7 @@ class AssertStep(StepBase):
 
     assert_: list[Check] = Field(alias="assert", min_length=1)
 
-    @field_validator("assert_", mode="before")
+    @field_validator("assert_", mode="before", json_schema_input_type=Check | list[Check])
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str | dict) else v

@@ -1,6 +1,7 @@
 # p2plab: build everything, run the default scenario, run the tests.
 #   make demo   - all set-up, then the default scenario (scenarios/hmm-selftest.yaml)
 #   make test   - all set-up, then lint + every test (unit, device, integration)
+#   make fuzz   - a sanitizer build of QEMU, then a long fuzz campaign of both devices
 # Expensive artifacts (QEMU, the kernels) live in $(P2PLAB_CACHE), keyed by their inputs.
 
 SHELL := /bin/bash
@@ -28,7 +29,7 @@ APT_PACKAGES := build-essential libglib2.0-dev libpixman-1-dev libslirp-dev libf
 	xz-utils busybox-static qemu-system-data seabios debian-archive-keyring \
 	cmake libpci-dev iproute2
 
-.PHONY: all build deps qemu kernel kernel-debug rdma guest guest-debug venv demo test lint unit-test bench clean distclean help
+.PHONY: all build deps qemu qemu-sanitize fuzz kernel kernel-debug rdma guest guest-debug venv demo test lint unit-test bench clean distclean help
 
 # QEMU, each kernel and the RDMA userspace are independent builds: run them side by side, so one's
 # serial phases (configure, link, modpost) leave no core idle.  Each build
@@ -39,7 +40,7 @@ MAKEFLAGS += --jobs=$(JOBS)
 all: build
 
 help:
-	@sed -n '1,4p' Makefile
+	@sed -n '1,5p' Makefile
 
 build: deps qemu kernel rdma guest venv
 
@@ -53,6 +54,18 @@ deps:
 
 qemu: deps
 	@scripts/build-qemu.sh
+
+# The fuzzer's QEMU: AddressSanitizer + UBSan, its own build tree in the cache.
+qemu-sanitize: deps
+	@scripts/build-qemu.sh sanitize
+
+# A long structured fuzz campaign of both device models against the sanitizer
+# build (python -m fuzz; docs/fuzzing.md).  Reproducers land in build/fuzz/.
+FUZZ_OPS ?= 1000000
+FUZZ_SEED ?= 1
+fuzz: qemu-sanitize venv
+	$(PY) -m fuzz run --qemu build/bin/qemu-system-x86_64-sanitize --ops $(FUZZ_OPS) \
+		--seed $(FUZZ_SEED) --out build/fuzz
 
 kernel: $(addprefix kernel-,$(KERNELS))
 	@ln -sfn $(firstword $(KERNELS)) build/guest/default
@@ -91,7 +104,7 @@ demo: build
 	@$(VENV)/bin/orchestrator run $(SCENARIO)
 
 lint: venv
-	$(VENV)/bin/ruff check orchestrator tests bench
+	$(VENV)/bin/ruff check orchestrator tests bench fuzz
 	$(VENV)/bin/mypy
 
 # A skip without a reason registered in tests/conftest.py fails the run.

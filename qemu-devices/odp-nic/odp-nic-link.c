@@ -199,7 +199,7 @@ static int odp_nic_link_xfer(OdpNicState *s, OdpNicQP *qp,
 
 /* ---- initiator ------------------------------------------------------ */
 
-static void odp_nic_link_arm(OdpNicQP *qp, OdpNicQPState state, uint64_t us)
+static void odp_nic_link_arm(OdpNicQP *qp, uint32_t state, uint64_t us)
 {
     qp->state = state;
     timer_mod(qp->timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) + us * 1000);
@@ -228,7 +228,7 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
         h.opcode = ODP_NIC_PKT_READ_REQ;
         h.flags = ODP_NIC_PKT_F_LAST;
         qp->done = 0;                   /* now: bytes of response received */
-        odp_nic_link_arm(qp, QP_WAIT_ACK, s->retry_timeout_us);
+        odp_nic_link_arm(qp, ODP_NIC_QP_STATE_WAIT_ACK, s->retry_timeout_us);
         odp_nic_link_tx(s, &h, NULL, 0);
         return;
     }
@@ -248,7 +248,7 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
         r = odp_nic_link_xfer(s, qp, &local, qp->done, s->link_payload, n,
                               false, &st);
         if (r == COPY_FAULT) {
-            qp->state = QP_STALLED;
+            qp->state = ODP_NIC_QP_STATE_STALLED;
             return;
         }
         if (r == COPY_ERROR) {
@@ -261,7 +261,8 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
         if (qp->done == qp->wr_len) {
             /* Armed first: a peer in this process may answer at once. */
             h.flags = ODP_NIC_PKT_F_LAST;
-            odp_nic_link_arm(qp, QP_WAIT_ACK, s->retry_timeout_us);
+            odp_nic_link_arm(qp, ODP_NIC_QP_STATE_WAIT_ACK,
+                             s->retry_timeout_us);
             odp_nic_link_tx(s, &h, s->link_payload, n);
             return;
         }
@@ -271,7 +272,7 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
          * A peer in this process answers inside link_tx: a NAK may have
          * completed this WR already (rx_ack), so stop sending its rest.
          */
-        if (!qp->has_wr || qp->state != QP_READY) {
+        if (!qp->has_wr || qp->state != ODP_NIC_QP_STATE_READY) {
             return;
         }
     } while (true);
@@ -281,7 +282,7 @@ void odp_nic_link_start_wr(OdpNicQP *qp, uint64_t *budget)
 static void odp_nic_link_restart(OdpNicQP *qp)
 {
     qp->done = 0;
-    qp->state = QP_READY;
+    qp->state = ODP_NIC_QP_STATE_READY;
     odp_nic_kick(qp->s);
 }
 
@@ -292,11 +293,11 @@ static void odp_nic_link_qp_timeout(OdpNicQP *qp)
     if (!qp->valid || !qp->has_wr) {
         return;
     }
-    if (qp->state == QP_WAIT_RNR) {
+    if (qp->state == ODP_NIC_QP_STATE_WAIT_RNR) {
         s->cnt[ODP_NIC_CNT_LINK_RETRIES]++;
         trace_odp_nic_link_retry(qp->qpn, qp->msn, true);
         odp_nic_link_restart(qp);
-    } else if (qp->state == QP_WAIT_ACK) {
+    } else if (qp->state == ODP_NIC_QP_STATE_WAIT_ACK) {
         if (qp->retries >= s->retry_count) {
             odp_nic_complete_wr(qp, ODP_NIC_WC_RETRY_EXC);
             odp_nic_kick(s);
@@ -341,8 +342,9 @@ static void odp_nic_link_rx_ack(OdpNicState *s, const struct odp_nic_pkt_hdr *h)
         return;
     }
     /* A NAK may arrive while a long message is still going out: stop early. */
-    sending = qp->state == QP_READY && qp->done && h->status != ODP_NIC_PKT_ST_OK;
-    waiting = qp->state == QP_WAIT_ACK;
+    sending = qp->state == ODP_NIC_QP_STATE_READY && qp->done &&
+              h->status != ODP_NIC_PKT_ST_OK;
+    waiting = qp->state == ODP_NIC_QP_STATE_WAIT_ACK;
     if (!sending && !waiting) {
         trace_odp_nic_link_drop("unexpected ack");
         return;
@@ -353,7 +355,7 @@ static void odp_nic_link_rx_ack(OdpNicState *s, const struct odp_nic_pkt_hdr *h)
             odp_nic_complete_wr(qp, ODP_NIC_WC_RNR_RETRY_EXC);
         } else {
             qp->rnr_retries++;
-            odp_nic_link_arm(qp, QP_WAIT_RNR, s->rnr_delay_us);
+            odp_nic_link_arm(qp, ODP_NIC_QP_STATE_WAIT_RNR, s->rnr_delay_us);
             return;
         }
     } else if (h->status < ARRAY_SIZE(wc)) {
@@ -373,7 +375,8 @@ static void odp_nic_link_rx_read_resp(OdpNicState *s,
     uint8_t st;
     int r;
 
-    if (!qp || qp->dest != ODP_NIC_QP_DEST_LINK || qp->state != QP_WAIT_ACK ||
+    if (!qp || qp->dest != ODP_NIC_QP_DEST_LINK ||
+        qp->state != ODP_NIC_QP_STATE_WAIT_ACK ||
         qp->wqe.opcode != ODP_NIC_WR_RDMA_READ || h->msn != qp->msn ||
         h->offset != qp->done || h->total_len != qp->wr_len ||
         h->payload_len > qp->wr_len - qp->done) {
@@ -387,7 +390,7 @@ static void odp_nic_link_rx_read_resp(OdpNicState *s,
         /* Our own buffer is not present: stall; RESUME re-reads it all. */
         timer_del(qp->timer);
         qp->done = 0;
-        qp->state = QP_STALLED;
+        qp->state = ODP_NIC_QP_STATE_STALLED;
         return;
     }
     if (r == COPY_ERROR) {

@@ -92,7 +92,7 @@ void odp_nic_complete_wr(OdpNicQP *qp, uint8_t status)
     timer_del(qp->timer);
     qp->has_wr = false;
     qp->sq_ci++;
-    qp->state = QP_READY;
+    qp->state = ODP_NIC_QP_STATE_READY;
 }
 
 static void odp_nic_wqe_from_le(struct odp_nic_wqe *w)
@@ -317,7 +317,7 @@ static void odp_nic_exec_send(OdpNicQP *qp, uint64_t *budget)
         return;
     }
     if (!odp_nic_rq_take(dq, &rw, &dst, qp->wr_len, &st)) {
-        qp->state = QP_WAIT_RQ;         /* an RQ doorbell wakes us */
+        qp->state = ODP_NIC_QP_STATE_WAIT_RQ;   /* an RQ doorbell wakes us */
         return;
     }
     if (st != ODP_NIC_WC_SUCCESS) {
@@ -338,7 +338,7 @@ static void odp_nic_exec_send(OdpNicQP *qp, uint64_t *budget)
         odp_nic_complete_wr(qp, st);
         break;
     case COPY_FAULT:
-        qp->state = QP_STALLED;
+        qp->state = ODP_NIC_QP_STATE_STALLED;
         break;
     }
 }
@@ -386,7 +386,8 @@ static void odp_nic_exec(OdpNicQP *qp, uint64_t *budget)
         odp_nic_complete_wr(qp, st);
         break;
     case COPY_FAULT:
-        qp->state = QP_STALLED;        /* only this QP; RESUME restarts it */
+        /* Only this QP stalls; RESUME restarts it. */
+        qp->state = ODP_NIC_QP_STATE_STALLED;
         break;
     }
 }
@@ -436,7 +437,7 @@ static bool odp_nic_fetch_wqe(OdpNicQP *qp)
 /* Run one QP within the budgets; true if it has work left for later. */
 static bool odp_nic_qp_run(OdpNicQP *qp, uint64_t *budget, int *wrs)
 {
-    while (qp->valid && qp->state == QP_READY) {
+    while (qp->valid && qp->state == ODP_NIC_QP_STATE_READY) {
         if (!qp->has_wr && qp->sq_ci == qp->sq_pi) {
             return false;
         }

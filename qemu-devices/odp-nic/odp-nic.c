@@ -232,7 +232,7 @@ static uint8_t odp_nic_cmd_create_qp(OdpNicState *s,
     qp->rq_base = rq_base;
     qp->sq_log = a->sq_log_size;
     qp->rq_log = a->rq_log_size;
-    qp->state = QP_READY;
+    qp->state = ODP_NIC_QP_STATE_READY;
     s->cqs[qp->send_cqn].refs++;
     s->cqs[qp->recv_cqn].refs++;
     return ODP_NIC_CMD_OK;
@@ -261,7 +261,7 @@ static uint8_t odp_nic_cmd_resume(OdpNicState *s, const struct odp_nic_cmd *c)
     if (!qp) {
         return ODP_NIC_CMD_BAD_INDEX;
     }
-    if (qp->state != QP_STALLED) {
+    if (qp->state != ODP_NIC_QP_STATE_STALLED) {
         return ODP_NIC_CMD_BAD_STATE;
     }
     trace_odp_nic_resume(qpn, status);
@@ -274,7 +274,7 @@ static uint8_t odp_nic_cmd_resume(OdpNicState *s, const struct odp_nic_cmd *c)
         if (qp->dest == ODP_NIC_QP_DEST_LINK) {
             qp->done = 0;
         }
-        qp->state = QP_READY;
+        qp->state = ODP_NIC_QP_STATE_READY;
     } else {
         s->cnt[ODP_NIC_CNT_FAULTS_FAILED]++;
         odp_nic_complete_wr(qp, ODP_NIC_WC_FAULT_ABORT);
@@ -423,11 +423,16 @@ static uint64_t odp_nic_mmio_read(void *opaque, hwaddr addr, unsigned size)
             return qp->sq_pi;
         case ODP_NIC_DB_RQ_PI:
             return qp->rq_pi;
-        case 0x8:
+        case ODP_NIC_DB_SQ_CI:
             return qp->sq_ci;
         default:
-            return qp->valid ? qp->state : 0xffffffff;
+            return qp->valid ? qp->state : ODP_NIC_QP_STATE_NONE;
         }
+    }
+    if (addr >= ODP_NIC_DB_QP_BASE && addr < ODP_NIC_DB_QP_END) {
+        /* Beyond MAX_QPS: no QP there, as the spec says, rather than "ready". */
+        return (addr & (ODP_NIC_DB_QP_STRIDE - 1)) == ODP_NIC_DB_QP_STATE ?
+               ODP_NIC_QP_STATE_NONE : 0;
     }
     switch (addr) {
     case ODP_NIC_REG_MAGIC:
@@ -502,8 +507,8 @@ static void odp_nic_qp_doorbell(OdpNicState *s, hwaddr off, uint32_t val)
         qp->rq_pi = val;
         /* Loopback senders waiting for a receive buffer may go on. */
         for (i = 0; i < s->max_qps; i++) {
-            if (s->qps[i].valid && s->qps[i].state == QP_WAIT_RQ) {
-                s->qps[i].state = QP_READY;
+            if (s->qps[i].valid && s->qps[i].state == ODP_NIC_QP_STATE_WAIT_RQ) {
+                s->qps[i].state = ODP_NIC_QP_STATE_READY;
             }
         }
         break;

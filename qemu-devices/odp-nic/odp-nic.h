@@ -50,14 +50,6 @@ typedef struct OdpNicRing {     /* a CQ or the EQ */
     bool overflowed;            /* reported once until the driver catches up */
 } OdpNicRing;
 
-typedef enum OdpNicQPState {
-    QP_READY,                   /* runs when its SQ has WQEs */
-    QP_STALLED,                 /* page fault raised, waits for RESUME */
-    QP_WAIT_RQ,                 /* loopback SEND: target RQ empty */
-    QP_WAIT_ACK,                /* link: request sent, waits for the peer */
-    QP_WAIT_RNR,                /* link: peer not ready, timer retries */
-} OdpNicQPState;
-
 /* One data segment of a transfer: (key, va, len) and how it is accessed. */
 typedef struct OdpNicSeg {
     uint32_t key;
@@ -85,7 +77,7 @@ typedef struct OdpNicQP {
     uint64_t sq_base, rq_base;
     uint8_t sq_log, rq_log;
     uint32_t sq_pi, sq_ci, rq_pi, rq_ci;
-    OdpNicQPState state;
+    uint32_t state;             /* ODP_NIC_QP_STATE_* */
 
     /* The WQE at sq_ci once fetched; done counts bytes already moved. */
     bool has_wr;

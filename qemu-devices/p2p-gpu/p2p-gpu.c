@@ -306,8 +306,17 @@ static uint32_t p2p_gpu_aper_map(P2pGpuState *s)
 
     e = &s->slots[slot];
     if (!e->mr) {
+        /*
+         * One name per slot: a shared name makes QOM number the children
+         * ("[*]" scans for a free index, and stops at 32767), so a guest
+         * mapping many distinct slots would slow QEMU quadratically and
+         * then abort it.  Slots are bounded (P2P_GPU_APER_MAX_SLOTS), and
+         * so are these regions: one per slot, reused by later MAPs.
+         */
+        g_autofree char *name = g_strdup_printf("p2p-gpu.window%u", slot);
+
         e->mr = g_new0(MemoryRegion, 1);
-        memory_region_init_alias(e->mr, OBJECT(s), "p2p-gpu.window", s->vram,
+        memory_region_init_alias(e->mr, OBJECT(s), name, s->vram,
                                  off, s->granule);
     } else {
         memory_region_set_alias_offset(e->mr, off);

@@ -347,6 +347,22 @@ def test_doorbell_and_register_abuse(nic: OdpNic) -> None:
     assert nic.qt.alive()
 
 
+def test_qp_registers_beyond_max_qps(nic: OdpNic) -> None:
+    """QP_STATE[q] reads 0xffffffff ("no such QP") for every q the device lacks,
+    up to the end of the QP doorbell page; the other QP registers there read 0."""
+    _, qp = loopback(nic)
+    max_qps = nic.rd(o.REG_MAX_QPS)
+    assert max_qps == 16
+    assert nic.rd(o.DB_QP_BASE + 16 * qp.qpn + 12) == 0          # created, ready
+    assert nic.rd(o.DB_QP_BASE + 16 * (qp.qpn + 1) + 12) == 0xFFFFFFFF   # not created
+    for q in range(max_qps, 256):
+        base = o.DB_QP_BASE + 16 * q
+        assert [nic.rd(base + r) for r in (0, 4, 8, 12)] == [0, 0, 0, 0xFFFFFFFF], q
+    nic.wr(o.DB_QP_BASE + 16 * 200, 5)                  # beyond MAX_QPS: ignored
+    assert nic.rd(o.DB_QP_BASE + 16 * 200) == 0
+    assert nic.qt.alive()
+
+
 def test_large_transfer_is_chunked(nic: OdpNic) -> None:
     cq, qp = loopback(nic)
     # 8 MiB in one WR: the engine moves it over several bounded runs.

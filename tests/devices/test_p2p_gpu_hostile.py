@@ -14,6 +14,7 @@ Run them under a sanitizer build too (P2PLAB_QEMU=path/to/asan/wrapper).
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 from tests.devices.test_p2p_gpu import DONE, OP_H2V, OP_V2H, start
@@ -158,5 +159,48 @@ def test_resize_with_decode_on_and_windows_mapped(tmp_path: Path) -> None:
         assert qt.memread(g.bar2 + 50 * MiB, 6) == b"\xff" * 6
         assert g.counter("aperture-unmaps") == 1
         assert qt.alive(), qt.log_tail()
+    finally:
+        qt.close()
+
+
+def test_many_distinct_slots_map_in_linear_time(tmp_path: Path) -> None:
+    """More than 32,767 distinct aperture slots, each mapped once.
+
+    Every slot's window region used to share one name, which QOM numbers
+    ("p2p-gpu.window[N]": a linear scan for a free N, up to 32,767): the
+    32,768th distinct slot aborted QEMU, after minutes of quadratic lookups.
+    Now each slot's region has its own name.
+    """
+    granule = 64 << 10
+    qt = start(tmp_path, device="p2p-gpu,id=gpu,addr=04.0,vram-size=4G,bar-size=4G,"
+                                "rebar-min=256M,aperture-granule=64K")
+    try:
+        g = GPU(qt, qt.pci(0, 4)).setup()
+        slots = g.rd(hw("REG_APER_SLOTS"))
+        assert slots == 65536
+        n = (1 << 15) + 16
+        regs = {r: g.bar0 + hw(r) for r in ("REG_APER_VRAM_OFF", "REG_APER_SLOT",
+                                            "REG_APER_CMD", "REG_APER_STATUS")}
+        start_t = time.monotonic()
+        for first in range(0, n, 4096):
+            lines = []
+            for slot in range(first, min(first + 4096, n)):
+                lines += [f"writeq {regs['REG_APER_VRAM_OFF']:#x} {slot * granule:#x}",
+                          f"writel {regs['REG_APER_SLOT']:#x} {slot:#x}",
+                          f"writel {regs['REG_APER_CMD']:#x} {hw('APER_CMD_MAP'):#x}",
+                          f"readl {regs['REG_APER_STATUS']:#x}",
+                          f"writel {regs['REG_APER_CMD']:#x} {hw('APER_CMD_UNMAP'):#x}",
+                          f"readl {regs['REG_APER_STATUS']:#x}"]
+            answers = qt.batch(lines)
+            statuses = {int(a[0], 16) for a in answers if a}
+            assert statuses == {hw("APER_OK")}, (first, statuses)
+        elapsed = time.monotonic() - start_t
+        assert qt.alive(), qt.log_tail()
+        assert g.counter("aperture-maps") == n
+        assert g.counter("aperture-unmaps") == n
+        children = {p["name"] for p in qt.qmp("qom-list", path="/machine/peripheral/gpu")}
+        assert f"p2p-gpu.window{n - 1}[0]" in children
+        # Quadratic lookups took minutes here; linear work is seconds even under load.
+        print(f"{n} distinct slots mapped and unmapped in {elapsed:.1f} s")
     finally:
         qt.close()

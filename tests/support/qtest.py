@@ -8,6 +8,8 @@ and writes (device counters, fault-injection properties).
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -38,6 +40,13 @@ class QTest:
     machine: str = "q35"
     memory: str = "512M"
     timeout: float = 30.0
+    qemu: Path = QEMU
+    env: dict[str, str] | None = None
+    # qtest's own log of every line (QEMU's default: stderr, into qemu.log);
+    # "none" for throughput (the fuzzer keeps its own trace).
+    qtest_log: str | None = None
+    # Every line sent (qtest lines, and "qmp {json}" for QMP), when a list.
+    record: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -59,13 +68,15 @@ class QTest:
         listener.settimeout(self.timeout)
         qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
         args = [
-            str(QEMU), "-machine", self.machine, "-accel", "qtest", "-nodefaults",
+            str(self.qemu), "-machine", self.machine, "-accel", "qtest", "-nodefaults",
             "-display", "none", "-m", self.memory,
             "-qtest", f"unix:{self.qtest_path}", "-qmp", f"unix:{self.qmp_path}",
+            *(["-qtest-log", self.qtest_log] if self.qtest_log else []),
             *self.extra_args,
         ]
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (lives as long as QEMU)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        env = None if self.env is None else {**os.environ, **self.env}
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         try:
             self.sock, _ = listener.accept()
             qmp.accept(self.timeout)
@@ -81,7 +92,10 @@ class QTest:
 
     def close(self) -> None:
         if self.qmp_client is not None:
-            self.qmp_client.close()
+            # A QEMU that died (or quit) leaves a monitor that cannot close
+            # cleanly: EOF, or a reset connection.  The process is killed below.
+            with contextlib.suppress(EOFError, OSError):
+                self.qmp_client.close()
             self.qmp_client = None
         if self.sock is not None:
             self.sock.close()
@@ -113,24 +127,53 @@ class QTest:
         if self.sock is None:
             raise QTestError("not connected")
         self.ncmds += 1
+        if self.record is not None:
+            self.record.append(line)
         try:
             self.sock.sendall(line.encode() + b"\n")
-            while True:
-                while b"\n" not in self.buf:
-                    chunk = self.sock.recv(65536)
-                    if not chunk:
-                        raise QTestError(f"QEMU closed qtest on {line!r}: {self.log_tail()}")
-                    self.buf += chunk
-                raw, self.buf = self.buf.split(b"\n", 1)
-                words = raw.decode().split()
-                if words and words[0] == "IRQ":
-                    self.irqs.append(" ".join(words[1:]))
-                    continue
-                if not words or words[0] != "OK":
-                    raise QTestError(f"{line!r} -> {raw.decode()!r}")
-                return words[1:]
+            return self._answer(line)
         except OSError as exc:
             raise QTestError(f"qtest I/O failed on {line!r}: {self.log_tail()}") from exc
+
+    def batch(self, lines: list[str], chunk: int = 256) -> list[list[str]]:
+        """Send ``lines`` pipelined, ``chunk`` at a time, and collect their
+        answers in order.  qtest answers each line before reading the next, so
+        pipelining is safe; the chunks keep both socket buffers from filling
+        (QEMU blocks writing answers nobody reads)."""
+        if self.sock is None:
+            raise QTestError("not connected")
+        out: list[list[str]] = []
+        for first in range(0, len(lines), chunk):
+            part = lines[first:first + chunk]
+            if self.record is not None:
+                self.record.extend(part)
+            self.ncmds += len(part)
+            try:
+                self.sock.sendall("".join(f"{line}\n" for line in part).encode())
+                for line in part:
+                    out.append(self._answer(line))
+            except OSError as exc:
+                raise QTestError(f"qtest I/O failed in a batch at {len(out)}: "
+                                 f"{self.log_tail()}") from exc
+        return out
+
+    def _answer(self, line: str) -> list[str]:
+        """The next answer (IRQ notices are collected on the way)."""
+        assert self.sock is not None
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise QTestError(f"QEMU closed qtest on {line!r}: {self.log_tail()}")
+                self.buf += chunk
+            raw, self.buf = self.buf.split(b"\n", 1)
+            words = raw.decode().split()
+            if words and words[0] == "IRQ":
+                self.irqs.append(" ".join(words[1:]))
+                continue
+            if not words or words[0] != "OK":
+                raise QTestError(f"{line!r} -> {raw.decode()!r}")
+            return words[1:]
 
     def read(self, width: int, addr: int) -> int:
         return int(self.cmd(f"read{'bwlq'[width.bit_length() - 1]} {addr:#x}")[0], 16)
@@ -176,6 +219,8 @@ class QTest:
     def qmp(self, command: str, **args: Any) -> Any:
         if self.qmp_client is None:
             raise QTestError("QMP not connected")
+        if self.record is not None:
+            self.record.append("qmp " + json.dumps({"execute": command, "arguments": args}))
         return self.qmp_client.cmd(command, **args)
 
     def qom_get(self, path: str, prop: str) -> Any:

@@ -65,9 +65,20 @@
 #define ODP_NIC_DB_QP_STRIDE    16
 #define   ODP_NIC_DB_SQ_PI          0x0 /* send queue producer index */
 #define   ODP_NIC_DB_RQ_PI          0x4 /* receive queue producer index */
+#define   ODP_NIC_DB_SQ_CI          0x8 /* RO send queue consumer index */
+#define   ODP_NIC_DB_QP_STATE       0xc /* RO one of ODP_NIC_QP_STATE_* */
+#define ODP_NIC_DB_QP_END       0x2000  /* QP_STATE reads NONE up to here */
 #define ODP_NIC_DB_CQ_BASE      0x2000  /* + cqn * 8: consumer index */
 #define ODP_NIC_DB_CQ_STRIDE    8
 #define ODP_NIC_DB_EQ           0x3000  /* event queue consumer index */
+
+/* QP_STATE[q] values. */
+#define ODP_NIC_QP_STATE_READY      0   /* runs when its SQ has WQEs */
+#define ODP_NIC_QP_STATE_STALLED    1   /* page fault raised, waits for RESUME */
+#define ODP_NIC_QP_STATE_WAIT_RQ    2   /* loopback SEND: target RQ empty */
+#define ODP_NIC_QP_STATE_WAIT_ACK   3   /* link: request sent, waits for the peer */
+#define ODP_NIC_QP_STATE_WAIT_RNR   4   /* link: peer not ready, timer retries */
+#define ODP_NIC_QP_STATE_NONE       0xffffffffu /* q >= MAX_QPS, or not created */
 
 /* Counter indices (ODP_NIC_REG_COUNTERS + 8 * index). */
 enum odp_nic_counter {

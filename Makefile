@@ -29,7 +29,7 @@ APT_PACKAGES := build-essential libglib2.0-dev libpixman-1-dev libslirp-dev libf
 	xz-utils busybox-static qemu-system-data seabios debian-archive-keyring \
 	cmake libpci-dev iproute2
 
-.PHONY: all build deps qemu qemu-sanitize fuzz kernel kernel-debug rdma guest guest-debug venv demo test lint unit-test bench clean distclean help
+.PHONY: all build deps qemu qemu-sanitize fuzz stress kernel kernel-debug rdma guest guest-debug venv demo test lint unit-test bench clean distclean help
 
 # QEMU, each kernel and the RDMA userspace are independent builds: run them side by side, so one's
 # serial phases (configure, link, modpost) leave no core idle.  Each build
@@ -113,6 +113,13 @@ test: build $(if $(KERNEL_SRC),,guest-debug) lint
 
 unit-test: venv
 	$(VENV)/bin/pytest -ra -m 'not integration and not devices' $(PYTEST_ARGS)
+
+# Boots under load: STRESS_VMS concurrent guests for STRESS_ROUNDS rounds
+# (tests/stress/boot_load.py); fails on any failed boot or run.
+STRESS_VMS ?= 8
+STRESS_ROUNDS ?= 10
+stress: build
+	$(PY) -m tests.stress.boot_load --vms $(STRESS_VMS) --rounds $(STRESS_ROUNDS)
 
 bench: build
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -229,6 +229,12 @@ class VM:
         return self.proc is not None and not self._exited.is_set()
 
     def _exit_error(self, what: str) -> VMError:
+        # A panicking guest makes QEMU exit (panic=-1, -no-reboot) with status 0:
+        # the panic, not the exit, is what happened, so read the console to its end.
+        self.console.read_new()
+        if self.console.crashed.is_set():
+            return GuestCrashed(self.name, f"guest crashed: {self.console.crash_line}",
+                                self.console.tail())
         rc = self.proc.returncode if self.proc else None
         qlog = ""
         with contextlib.suppress(OSError):

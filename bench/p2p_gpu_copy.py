@@ -13,6 +13,12 @@ and measures host memcpy (ctypes.memmove) of the same size in the same run.
 Times run from the doorbell write to the HEAD register catching up with the
 tail (polled over qtest), so they include one bottom half per 64 MiB.
 
+Every path's data is verified after it is measured: the source holds a
+pattern that differs per MiB (a new one before each peer path, so a copy that
+did nothing cannot pass on stale data), and sampled pages of the destination
+must hold it.  The peer paths must also leave gpu1's
+``aperture-unmapped-accesses`` at 0: no byte fell outside a window.
+
 Usage: .venv/bin/python bench/p2p_gpu_copy.py [--size-mib N] [--reps N]
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -39,6 +46,29 @@ DESC_BYTES = 64 * MiB          # P2P_GPU_CE_MAX_LEN
 BAR2_GPU0 = 0x8_0000_0000
 BAR2_GPU1 = 0x8_4000_0000
 BAR0_GPU1 = 0xFE10_0000
+
+
+SAMPLES = 64
+
+
+def fill(qt: QTest, base: int, total: int, salt: int) -> None:
+    """Guest RAM [base, base + total): each MiB holds one byte value of its own."""
+    for mib in range(total // MiB):
+        qt.memset(base + mib * MiB, MiB, expected(mib * MiB, salt))
+
+
+def expected(off: int, salt: int) -> int:
+    return ((off >> 20) + salt) % 251 + 1
+
+
+def verify(read: Callable[[int, int], bytes], total: int, salt: int, what: str) -> None:
+    """Sampled 4 KiB pages (and the last one) of a destination hold the pattern."""
+    rng = random.Random(salt)
+    offs = [rng.randrange(total // 4096) * 4096 for _ in range(SAMPLES)] + [total - 4096]
+    for off in offs:
+        got = read(off, 4096)
+        if got != bytes([expected(off, salt)]) * 4096:
+            raise RuntimeError(f"{what}: wrong data at offset {off:#x}")
 
 
 def engine_gbps(gpu: GPU, make: Callable[[int], Desc], total: int, reps: int) -> float:
@@ -75,17 +105,32 @@ def main() -> int:
             g0.ring_init(size=64)
             h2v, v2h, v2v = hw("OP_HOST_TO_VRAM"), hw("OP_VRAM_TO_HOST"), hw("OP_VRAM_TO_VRAM")
             span = DESC_BYTES
-            qt.memset(BUF_ADDR, total, 0x5A)    # no zero-page reads
+
+            def host(off: int, n: int) -> bytes:
+                return qt.memread(BUF_ADDR + off, n)
+
+            def peer(off: int, n: int) -> bytes:
+                return qt.memread(BAR2_GPU1 + off, n)
+
+            fill(qt, BUF_ADDR, total, salt=0)   # also: no zero-page reads
             res: dict[str, float] = {}
             res["host_to_vram"] = engine_gbps(
                 g0, lambda i: Desc(h2v, span, i * span, BUF_ADDR + i * span), total, args.reps)
+            qt.memset(BUF_ADDR, total, 0)
             res["vram_to_host"] = engine_gbps(
                 g0, lambda i: Desc(v2h, span, i * span, BUF_ADDR + i * span), total, args.reps)
+            verify(host, total, 0, "host_to_vram then vram_to_host")
             res["vram_to_vram"] = engine_gbps(
                 g0, lambda i: Desc(v2v, span, 512 * MiB + i * span, i * span), total, args.reps)
+            verify(lambda off, n: g0.vram_read(512 * MiB + off, n), total, 0, "vram_to_vram")
             g1.wr(hw("REG_APER_CTRL"), hw("APER_CTRL_DIRECT"))
             res["peer_to_bar2"] = engine_gbps(
                 g0, lambda i: Desc(v2h, span, i * span, BAR2_GPU1 + i * span), total, args.reps)
+            verify(peer, total, 0, "peer_to_bar2")
+            # A new pattern in gpu0's VRAM, so the windows cannot pass on old data.
+            fill(qt, BUF_ADDR, total, salt=7)
+            g0.run([Desc(h2v, span, i * span, BUF_ADDR + i * span)
+                    for i in range(total // span)])
             g1.wr(hw("REG_APER_CTRL"), 0)
             g1.wr(hw("REG_APER_CMD"), hw("APER_CMD_UNMAP_ALL"))
             for slot in range(total // (2 * MiB)):
@@ -94,7 +139,10 @@ def main() -> int:
                     raise RuntimeError(f"aperture map failed: {st}")
             res["peer_to_windows"] = engine_gbps(
                 g0, lambda i: Desc(v2h, span, i * span, BAR2_GPU1 + i * span), total, args.reps)
+            verify(peer, total, 7, "peer_to_windows")
             unmapped = g1.counter("aperture-unmapped-accesses")
+            if unmapped:
+                raise RuntimeError(f"{unmapped} peer accesses fell outside gpu1's windows")
     memcpy = host_memcpy_gbps(DESC_BYTES, args.reps * 4, DESC_BYTES)
     memcpy_1m = host_memcpy_gbps(DESC_BYTES, args.reps * 4, MiB)
     out = {
@@ -108,6 +156,7 @@ def main() -> int:
         **{f"{k}_gbps": round(v, 2) for k, v in res.items()},
         "fraction_of_memcpy": {k: round(v / memcpy, 3) for k, v in res.items()},
         "peer_unmapped_accesses": unmapped,
+        "verified": f"{SAMPLES + 1} sampled pages per path hold the per-MiB pattern",
         "median_engine_gbps": round(statistics.median(res.values()), 2),
     }
     print(json.dumps(out, indent=2))

@@ -73,6 +73,9 @@ class MachineResult:
     kmemleak_leaks: int | None = None
     # Agent ready to management LAN set up in the guest (None: not on a LAN).
     lan_seconds: float | None = None
+    # Wall-clock (Unix time) of QEMU's start and of the agent's ready event.
+    started_at: float | None = None
+    ready_at: float | None = None
 
 
 @dataclass

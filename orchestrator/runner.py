@@ -262,7 +262,9 @@ def _mark_unfinished(result: ScenarioResult, why: str) -> None:
 async def _start(vm: VM, result: ScenarioResult) -> None:
     await vm.start()
     m = result.machines[vm.name]
+    m.started_at = round(vm.started_wall, 3)
     m.boot_seconds = round(await vm.wait_ready(), 3)
+    m.ready_at = round(time.time(), 3)
     if vm.console.report_lines:
         raise GuestCrashed(vm.name, f"kernel report during boot: {vm.console.report_lines[0]}",
                            vm.console.tail())

@@ -103,10 +103,13 @@ class VM:
         self._events_changed = asyncio.Event()
         self._exited = asyncio.Event()
         self._started_at = 0.0
+        self.started_wall = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._qmp_log: TextIO | None = None
         self._listener = EventListener()
         self._shut = False
+        # How shutdown() ended the VM: poweroff, quit, sigterm, sigkill or exited.
+        self.ended_by: str | None = None
 
     # ------------------------------------------------------------ start
 
@@ -124,6 +127,7 @@ class VM:
         self._qmp_log = self.paths.qmp_log.open("a", encoding="utf-8")
         with self.paths.qemu_log.open("ab") as qlog:
             self._started_at = time.monotonic()
+            self.started_wall = time.time()
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     *self.argv,
@@ -372,6 +376,7 @@ class VM:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
             await self._close()
+        self.ended_by = how
         log.info("vm stopped", vm=self.name, how=how)
         return how
 

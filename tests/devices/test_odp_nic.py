@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import odp_nic as o
 from tests.support.odp_nic import OdpNic, Wqe
+from tests.support.poll import wait_until
 from tests.support.qtest import QEMU, QTest
 
 DEVICE = ["-device", "odp-nic,id=nic,addr=05.0"]
@@ -94,7 +95,7 @@ def test_loopback_write_and_read_move_bytes(nic: OdpNic) -> None:
     assert nic.create_mr(2, dst.va, n, xlt=dst.xlt()) == o.ST_OK
     nic.post_send(qp, Wqe(o.WR_WRITE, wr_id=0x11, sges=[(1, src.va, n)], rkey=2,
                           remote_va=dst.va))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert (c.wr_id, c.status, c.byte_len, c.opcode) == (0x11, o.WC_SUCCESS, n, o.WR_WRITE)
     assert nic.qt.memread(dst.iova, n) == data
     # READ back into a third buffer, two SGEs.
@@ -104,7 +105,7 @@ def test_loopback_write_and_read_move_bytes(nic: OdpNic) -> None:
     nic.post_send(qp, Wqe(o.WR_READ, wr_id=0x22, sges=[(3, back.va, half),
                                                        (3, back.va + half, n - half)],
                           rkey=2, remote_va=dst.va))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert (c.wr_id, c.status, c.byte_len) == (0x22, o.WC_SUCCESS, n)
     assert nic.qt.memread(back.iova, n) == data
     cnt = nic.counters()
@@ -123,19 +124,20 @@ def test_loopback_send_recv(nic: OdpNic) -> None:
     assert nic.create_mr(2, rbuf.va, 512, xlt=rbuf.xlt()) == o.ST_OK
     # SEND before the RECV is posted: waits for the receive buffer.
     nic.post_send(a, Wqe(o.WR_SEND, wr_id=5, sges=[(1, buf.va, 300)], imm=0xABCD))
+    wait_until(lambda: nic.qp_state(a) == 2, "the SEND to wait for a receive buffer")
     assert nic.cq_empty(cq)
     nic.post_recv(b, Wqe(o.WR_RECV, wr_id=6, sges=[(2, rbuf.va, 512)]))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert (c.wr_id, c.status) == (5, o.WC_SUCCESS)
-    [r] = nic.poll_cq(rcq)
+    r = nic.poll_one(rcq)
     assert (r.wr_id, r.status, r.byte_len, r.imm, r.opcode, r.qpn) == (
         6, o.WC_SUCCESS, 300, 0xABCD, o.WR_RECV, 1)
     assert nic.qt.memread(rbuf.iova, 300) == pattern(300, 4)
     # Receive buffer too small: both sides see an error.
     nic.post_recv(b, Wqe(o.WR_RECV, wr_id=7, sges=[(2, rbuf.va, 10)]))
     nic.post_send(a, Wqe(o.WR_SEND, wr_id=8, sges=[(1, buf.va, 300)]))
-    [c] = nic.poll_cq(cq)
-    [r] = nic.poll_cq(rcq)
+    c = nic.poll_one(cq)
+    r = nic.poll_one(rcq)
     assert c.status == o.WC_REM_OP_ERR and r.status == o.WC_LOC_LEN_ERR
 
 
@@ -159,12 +161,12 @@ def test_odp_fault_resolved_by_update_and_resume(nic: OdpNic) -> None:
     # A second QP keeps working while the first is stalled.
     qp2 = nic.create_qp(1, cq)
     nic.post_send(qp2, Wqe(o.WR_NOP, wr_id=99))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.wr_id == 99
     # Resolve: translations, then resume.
     assert nic.update_xlt(2, 0, dst.xlt()) == o.ST_OK
     assert nic.resume(0) == o.ST_OK
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert (c.wr_id, c.status, c.byte_len) == (1, o.WC_SUCCESS, n)
     assert nic.qt.memread(dst.iova, n) == pattern(n, 9)
     cnt = nic.counters()
@@ -187,7 +189,7 @@ def test_odp_partial_then_resume_error(nic: OdpNic) -> None:
                                                      2 * o.PAGE)
     assert nic.qt.memread(dst.iova, 2 * o.PAGE) == pattern(n, 2)[:2 * o.PAGE]
     assert nic.resume(0, status=1) == o.ST_OK
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_FAULT_ABORT
     assert nic.counters()["faults-failed"] == 1
 
@@ -214,7 +216,7 @@ def test_invalidation_while_stalled(nic: OdpNic) -> None:
     assert nic.qt.memread(dst.iova, n) == bytes(n)
     assert nic.update_xlt(1, 0, src.xlt()) == o.ST_OK
     assert nic.resume(0) == o.ST_OK
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_SUCCESS
     assert nic.qt.memread(dst.iova, n) == pattern(n, 5)
     cnt = nic.counters()
@@ -227,7 +229,7 @@ def test_invalidation_while_stalled(nic: OdpNic) -> None:
     assert (ev.key, ev.va) == (2, dst.va + o.PAGE)
     assert nic.destroy_mr(2) == o.ST_OK                # region gone while stalled
     assert nic.resume(0) == o.ST_OK
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_REM_ACCESS_ERR
 
 
@@ -256,7 +258,7 @@ def test_fault_all_accesses_faults_once_per_wr(nic: OdpNic) -> None:
     [ev] = nic.poll_eq()
     assert ev.key == 1
     assert nic.resume(0) == o.ST_OK
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_SUCCESS and nic.qt.memread(dst.iova, 64) == b"x" * 64
 
 
@@ -268,7 +270,7 @@ def test_pinned_hole_is_an_access_error(nic: OdpNic) -> None:
     assert nic.create_mr(2, dst.va, n, xlt=dst.xlt()[:1]) == o.ST_OK   # page 1 missing
     nic.post_send(qp, Wqe(o.WR_WRITE, wr_id=1, sges=[(1, src.va, n)], rkey=2,
                           remote_va=dst.va))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_REM_ACCESS_ERR
     assert nic.counters()["faults-raised"] == 0
 
@@ -370,7 +372,7 @@ def test_large_transfer_is_chunked(nic: OdpNic) -> None:
     assert nic.create_mr(2, big.va, big.size, xlt=big.xlt()) == o.ST_OK
     nic.post_send(qp, Wqe(o.WR_READ, wr_id=2, sges=[(2, big.va + (8 << 20), 8 << 20)],
                           rkey=2, remote_va=big.va))
-    [c] = nic.poll_cq(cq)
+    c = nic.poll_one(cq)
     assert c.status == o.WC_SUCCESS and c.byte_len == 8 << 20
 
 
@@ -389,8 +391,7 @@ def stall_everything(nic: OdpNic) -> None:
     nic.qom_set("link-delay-ns", 10**9)
     nic.post_send(link, Wqe(o.WR_WRITE, wr_id=2, sges=[(1, buf.va, 64)], rkey=1,
                             remote_va=0))
-    while nic.qp_state(link) != 3:
-        pass
+    wait_until(lambda: nic.qp_state(link) == 3, "the link QP to wait for its answer")
 
 
 def test_system_reset_cancels_everything(qt: QTest, nic: OdpNic) -> None:
@@ -398,7 +399,12 @@ def test_system_reset_cancels_everything(qt: QTest, nic: OdpNic) -> None:
     qt.qmp("system_reset")
     qt.clock_step(5 * 10**9)                     # timers would fire now if left armed
     qt.enable_ecam()
-    assert nic.rd(o.REG_CMDQ_LOG_SIZE) in (0, 0xFFFFFFFF)
+    # The reset turned decode off and unassigned the BAR: map it again to look.
+    assert nic.pci.cfg_read(0x04, 2) & 0x6 == 0
+    nic.pci.map_bar(0, nic.bar0)
+    nic.pci.enable()
+    assert nic.rd(o.REG_MAGIC) == o.MAGIC        # our registers, not unassigned space
+    assert nic.rd(o.REG_CMDQ_LOG_SIZE) == 0      # and the reset cleared the queue
     nic.setup()
     assert nic.resume(0) == o.ST_BAD_INDEX       # the stalled QP is gone
     cq, qp = loopback(nic)
@@ -477,11 +483,9 @@ def vtd_enable(qt: QTest, devfn: int, remap: dict[int, int]) -> None:
         qt.memwrite(l1r + 8 * ((iova >> 12) & 511), struct.pack("<Q", gpa | rw))
     qt.writeq(VTD + 0x20, root)
     qt.writel(VTD + 0x18, 1 << 30)                                        # SRTP
-    while not qt.readl(VTD + 0x1C) & (1 << 30):
-        pass
+    wait_until(lambda: qt.readl(VTD + 0x1C) & (1 << 30), "the vIOMMU to take the root table")
     qt.writel(VTD + 0x18, 1 << 31)                                        # TE
-    while not qt.readl(VTD + 0x1C) & (1 << 31):
-        pass
+    wait_until(lambda: qt.readl(VTD + 0x1C) & (1 << 31), "the vIOMMU to enable translation")
 
 
 def test_through_viommu_remap_and_fault(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from tests.devices.test_odp_nic_link import frame, netdev
 from tests.support import odp_nic as o
 from tests.support.odp_nic import OdpNic, Wqe
+from tests.support.poll import wait_until
 from tests.support.qtest import ECAM_BASE, PCIDev, QTest
 
 # Native PCIe hotplug: powering the slot off (slot control) unplugs the device.
@@ -131,7 +132,7 @@ def test_invalidate_reaches_a_region_ending_at_2_64(tmp_path: Path) -> None:
             # The last page is gone: a pinned hole, an access error, no DMA.
             nic.post_send(qp, Wqe(o.WR_WRITE, wr_id=key, sges=[(1, src.va, 8)], rkey=key,
                                   remote_va=2**64 - 8))
-            [c] = nic.poll_cq(cq)
+            c = nic.poll_one(cq)
             assert (c.wr_id, c.status) == (key, o.WC_REM_ACCESS_ERR)
         # PREFETCH sees the zapped tail of an ODP region there too.
         assert nic.create_mr(5, start, 2 * o.PAGE, mode=o.MR_ODP) == o.ST_OK
@@ -176,13 +177,13 @@ def test_ok_ack_does_not_complete_a_read(tmp_path: Path) -> None:
         req = recv_frame(nic, sock)
         assert req[15] == 2                                  # READ_REQ
         msn = struct.unpack_from("<I", req, 26)[0]
+        rx = nic.counters()["link-rx"]
         sock.sendto(frame(5, msn=msn, total_len=0, status=0), dest)     # ACK OK
-        for _ in range(100):
-            nic.rd(o.REG_STATUS)
+        wait_until(lambda: nic.counters()["link-rx"] == rx + 1, "the ACK to arrive")
         assert nic.cq_empty(cq)
         assert nic.qp_state(qp) == 3                         # still waiting for data
         sock.sendto(frame(3, msn=msn, total_len=16, payload=b"R" * 16), dest)
-        [c] = nic.poll_cq(cq)
+        c = nic.poll_one(cq)
         assert (c.wr_id, c.status, c.byte_len) == (7, o.WC_SUCCESS, 16)
         assert qt.memread(buf.iova, 17) == b"R" * 16 + b"\xee"
 
@@ -205,15 +206,14 @@ def test_segments_must_match_the_message_they_continue(tmp_path: Path) -> None:
                        frame(4, msn=1, offset=4, total_len=6, payload=b"WX")):  # total
             sock.sendto(frame(4, msn=1, total_len=8, payload=b"abcd", flags=0), dest)
             sock.sendto(second, dest)
-        for _ in range(100):
-            nic.rd(o.REG_STATUS)
-        assert nic.counters()["link-dropped"] == dropped + 2
+        wait_until(lambda: nic.counters()["link-dropped"] == dropped + 2,
+                   "both bad segments to be dropped")
         assert nic.cq_empty(cq)                              # no RECV completed
         assert qt.memread(wbuf.iova, 8) == bytes(8)
         # A well-formed SEND still goes through.
         sock.sendto(frame(4, msn=2, rkey=0x55, total_len=8, payload=b"abcd", flags=0), dest)
         sock.sendto(frame(4, msn=2, rkey=0x55, offset=4, total_len=8, payload=b"efgh"), dest)
-        [r] = nic.poll_cq(cq)
+        r = nic.poll_one(cq)
         assert (r.wr_id, r.opcode, r.status, r.byte_len, r.imm) == (5, o.WR_RECV, 0, 8, 0x55)
         assert qt.memread(rbuf.iova, 8) == b"abcdefgh"
 

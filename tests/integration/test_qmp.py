@@ -70,15 +70,25 @@ async def test_counters_and_qom_set(no_leftovers: Path) -> None:
         assert value is True
 
 
+async def test_shutdown_of_a_ready_guest_is_a_poweroff(no_leftovers: Path) -> None:
+    async with started(no_leftovers) as vm:
+        await vm.wait_ready()
+    assert vm.ended_by == "poweroff"
+    assert vm.proc is not None and vm.proc.returncode == 0
+
+
 async def test_shutdown_without_agent_uses_quit(no_leftovers: Path) -> None:
     async with started(no_leftovers) as vm:
         pass
-    assert vm.proc is not None and vm.proc.returncode is not None
+    # No agent to ask for a poweroff yet: QEMU is told to quit, and exits 0.
+    assert vm.ended_by == "quit"
+    assert vm.proc is not None and vm.proc.returncode == 0
 
 
 async def test_shutdown_of_a_stopped_guest(no_leftovers: Path) -> None:
     async with started(no_leftovers) as vm:
         await vm.wait_ready()
         await vm.execute("stop")
-    # poweroff cannot work on a paused guest; quit (or a kill) must end it anyway
-    assert vm.proc is not None and vm.proc.returncode is not None
+    # A paused guest cannot power itself off: shutdown sees that and quits instead.
+    assert vm.ended_by == "quit"
+    assert vm.proc is not None and vm.proc.returncode == 0

@@ -48,6 +48,22 @@ def _read_until(fd: int, buf: bytearray, pattern: bytes, timeout: float = 120) -
                 break
 
 
+def _console_prompt(fd: int, buf: bytearray, tries: int = 30) -> None:
+    """Wait until keystrokes reach the guest: Enter until its shell prompts
+    again, rather than sleeping and hoping the attach is done."""
+    for _ in range(tries):
+        mark = len(buf)
+        os.write(fd, b"\r")
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if b"# " in buf[mark:]:
+                return
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                buf += os.read(fd, 65536)
+    raise AssertionError(f"the guest shell never prompted on the console: {bytes(buf[-300:])!r}")
+
+
 def test_shell_on_a_terminal(no_leftovers: Path) -> None:
     argv = orchestrator_cmd("shell", "scenarios/hmm-selftest.yaml",
                             "--artifacts", str(no_leftovers))
@@ -64,7 +80,7 @@ def test_shell_on_a_terminal(no_leftovers: Path) -> None:
         _read_until(fd, buf, b'"running": true')
         os.write(fd, b"console\r")
         _read_until(fd, buf, b"Ctrl-] detaches")
-        time.sleep(0.5)
+        _console_prompt(fd, buf)
         os.write(fd, b"echo hello-$((6*7))\r")
         _read_until(fd, buf, b"hello-42")
         os.write(fd, b"\x1d")

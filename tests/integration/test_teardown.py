@@ -17,6 +17,7 @@ import pytest
 from orchestrator import runner
 from orchestrator.runner import RunOptions, run_scenario
 from orchestrator.scenario import LoadedScenario, parse_scenario
+from tests.support.poll import async_wait_until, within
 
 from .conftest import REPO, orchestrator_cmd, pid_alive, qemu_pids
 
@@ -82,10 +83,9 @@ def test_sigkill_of_the_orchestrator_takes_qemu_along(tmp_path: Path,
 
 async def test_cancellation_tears_down(no_leftovers: Path) -> None:
     task = asyncio.create_task(run_scenario(_loaded(SLEEPER), RunOptions(artifacts=no_leftovers)))
-    deadline = time.monotonic() + 120
-    while not _exec_started(no_leftovers):
-        assert time.monotonic() < deadline and not task.done()
-        await asyncio.sleep(0.1)
+    await async_wait_until(lambda: _exec_started(no_leftovers) or task.done(),
+                           "the long step to start", timeout=120)
+    assert not task.done()
     (pid,) = qemu_pids(no_leftovers)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -95,10 +95,8 @@ async def test_cancellation_tears_down(no_leftovers: Path) -> None:
 
 async def test_cancellation_during_boot(no_leftovers: Path) -> None:
     task = asyncio.create_task(run_scenario(_loaded(SLEEPER), RunOptions(artifacts=no_leftovers)))
-    deadline = time.monotonic() + 30
-    while not qemu_pids(no_leftovers):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await async_wait_until(lambda: qemu_pids(no_leftovers), "QEMU to start", timeout=30,
+                           interval=0.02)
     (pid,) = qemu_pids(no_leftovers)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -142,9 +140,8 @@ steps:
   - exec: "true"
     timeout: 2
 """
-    t0 = time.monotonic()
-    res = await run_scenario(_loaded(text), RunOptions(artifacts=no_leftovers))
-    assert time.monotonic() - t0 < 60
+    async with within(60, "the hung guest to be detected (boot, then a 2 s step)"):
+        res = await run_scenario(_loaded(text), RunOptions(artifacts=no_leftovers))
     step = res.steps[1]
     assert step.status == "error"
     assert "hung" in step.message
@@ -188,9 +185,8 @@ steps:
     timeout: 900
   - exec: "true"
 """
-    t0 = time.monotonic()
-    res = await run_scenario(_loaded(text), RunOptions(artifacts=no_leftovers))
-    assert time.monotonic() - t0 < 30
+    async with within(30, "the 8 s scenario timeout to end the run"):
+        res = await run_scenario(_loaded(text), RunOptions(artifacts=no_leftovers))
     assert res.status == "failed" and "scenario timed out after 8s" in res.message
     assert res.steps[0].status == "failed" and "during this step" in res.steps[0].message
     assert res.steps[1].status == "skipped"

@@ -2,9 +2,10 @@
 
 It does what a guest driver would: maps the BARs, enables MSI-X, sets up the
 command queue, creates regions, queues and events, posts work requests and
-polls completions, all in guest RAM through qtest memread/memwrite.  The
-layouts mirror qemu-devices/include/p2plab/odp_nic_hw.h (see
-docs/devices/odp-nic.md).
+polls completions, all in guest RAM through qtest memread/memwrite.  Register
+offsets, opcodes, status codes and flags are read from the one hardware header,
+qemu-devices/include/p2plab/odp_nic_hw.h (docs/devices/odp-nic.md is the prose
+form), so the tests cannot drift from the device.
 """
 
 from __future__ import annotations
@@ -13,98 +14,107 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from tests.support.hwheader import INCLUDE, load_header
 from tests.support.qtest import PCIDev, QTest
 
-VENDOR_ID = 0x1234
-DEVICE_ID = 0x0D1C
+HW = load_header(INCLUDE / "odp_nic_hw.h", "ODP_NIC_")
+
+
+def hw(name: str) -> int:
+    """ODP_NIC_<name> from the hardware header."""
+    return HW["ODP_NIC_" + name]
+
+
+VENDOR_ID = hw("VENDOR_ID")
+DEVICE_ID = hw("DEVICE_ID")
 
 # BAR0 registers
-REG_MAGIC = 0x000
-REG_VERSION = 0x004
-REG_MAX_MRS = 0x008
-REG_MAX_QPS = 0x00C
-REG_MAX_CQS = 0x010
-REG_STATUS = 0x018
-REG_CTRL = 0x01C
-REG_CMDQ_BASE_LO = 0x020
-REG_CMDQ_BASE_HI = 0x024
-REG_CMDQ_LOG_SIZE = 0x028
-REG_CMDQ_PI = 0x02C
-REG_CMDQ_CI = 0x030
-REG_COUNTERS = 0x100
-DB_QP_BASE = 0x1000
-DB_CQ_BASE = 0x2000
-DB_EQ = 0x3000
-MAGIC = 0x4E50444F
+REG_MAGIC = hw("REG_MAGIC")
+REG_VERSION = hw("REG_VERSION")
+REG_MAX_MRS = hw("REG_MAX_MRS")
+REG_MAX_QPS = hw("REG_MAX_QPS")
+REG_MAX_CQS = hw("REG_MAX_CQS")
+REG_STATUS = hw("REG_STATUS")
+REG_CTRL = hw("REG_CTRL")
+REG_CMDQ_BASE_LO = hw("REG_CMDQ_BASE_LO")
+REG_CMDQ_BASE_HI = hw("REG_CMDQ_BASE_HI")
+REG_CMDQ_LOG_SIZE = hw("REG_CMDQ_LOG_SIZE")
+REG_CMDQ_PI = hw("REG_CMDQ_PI")
+REG_CMDQ_CI = hw("REG_CMDQ_CI")
+REG_COUNTERS = hw("REG_COUNTERS")
+DB_QP_BASE = hw("DB_QP_BASE")
+DB_CQ_BASE = hw("DB_CQ_BASE")
+DB_EQ = hw("DB_EQ")
+MAGIC = hw("MAGIC")
 
 # commands
-CMD_NOP = 0
-CMD_CREATE_MR = 1
-CMD_DESTROY_MR = 2
-CMD_UPDATE_XLT = 3
-CMD_INVALIDATE = 4
-CMD_PREFETCH = 5
-CMD_CREATE_CQ = 6
-CMD_DESTROY_CQ = 7
-CMD_CREATE_EQ = 8
-CMD_DESTROY_EQ = 9
-CMD_CREATE_QP = 10
-CMD_DESTROY_QP = 11
-CMD_RESUME = 12
-CMD_QUERY_COUNTER = 13
+CMD_NOP = hw("CMD_NOP")
+CMD_CREATE_MR = hw("CMD_CREATE_MR")
+CMD_DESTROY_MR = hw("CMD_DESTROY_MR")
+CMD_UPDATE_XLT = hw("CMD_UPDATE_XLT")
+CMD_INVALIDATE = hw("CMD_INVALIDATE")
+CMD_PREFETCH = hw("CMD_PREFETCH")
+CMD_CREATE_CQ = hw("CMD_CREATE_CQ")
+CMD_DESTROY_CQ = hw("CMD_DESTROY_CQ")
+CMD_CREATE_EQ = hw("CMD_CREATE_EQ")
+CMD_DESTROY_EQ = hw("CMD_DESTROY_EQ")
+CMD_CREATE_QP = hw("CMD_CREATE_QP")
+CMD_DESTROY_QP = hw("CMD_DESTROY_QP")
+CMD_RESUME = hw("CMD_RESUME")
+CMD_QUERY_COUNTER = hw("CMD_QUERY_COUNTER")
 
-ST_OK = 0
-ST_BAD_OPCODE = 1
-ST_BAD_PARAM = 2
-ST_BAD_INDEX = 3
-ST_BUSY = 4
-ST_BAD_STATE = 5
-ST_NO_RESOURCES = 6
-ST_DMA_ERROR = 7
+ST_OK = hw("CMD_OK")
+ST_BAD_OPCODE = hw("CMD_BAD_OPCODE")
+ST_BAD_PARAM = hw("CMD_BAD_PARAM")
+ST_BAD_INDEX = hw("CMD_BAD_INDEX")
+ST_BUSY = hw("CMD_BUSY")
+ST_BAD_STATE = hw("CMD_BAD_STATE")
+ST_NO_RESOURCES = hw("CMD_NO_RESOURCES")
+ST_DMA_ERROR = hw("CMD_DMA_ERROR")
 
-ACCESS_LOCAL_WRITE = 1
-ACCESS_REMOTE_READ = 2
-ACCESS_REMOTE_WRITE = 4
-ACCESS_ALL = 7
-MR_PINNED = 0
-MR_ODP = 1
+ACCESS_LOCAL_WRITE = hw("ACCESS_LOCAL_WRITE")
+ACCESS_REMOTE_READ = hw("ACCESS_REMOTE_READ")
+ACCESS_REMOTE_WRITE = hw("ACCESS_REMOTE_WRITE")
+ACCESS_ALL = hw("ACCESS_ALL")
+MR_PINNED = hw("MR_PINNED")
+MR_ODP = hw("MR_ODP")
 
-XLT_VALID = 1
-XLT_READ = 2
-XLT_WRITE = 4
+XLT_VALID = hw("XLT_VALID")
+XLT_READ = hw("XLT_READ")
+XLT_WRITE = hw("XLT_WRITE")
 XLT_RW = XLT_VALID | XLT_READ | XLT_WRITE
-PAGE = 4096
+PAGE = hw("PAGE_SIZE")
 
-DEST_LOOPBACK = 0
-DEST_LINK = 1
+DEST_LOOPBACK = hw("QP_DEST_LOOPBACK")
+DEST_LINK = hw("QP_DEST_LINK")
 
-WR_NOP = 0
-WR_WRITE = 1
-WR_READ = 2
-WR_SEND = 3
-WR_RECV = 4
+WR_NOP = hw("WR_NOP")
+WR_WRITE = hw("WR_RDMA_WRITE")
+WR_READ = hw("WR_RDMA_READ")
+WR_SEND = hw("WR_SEND")
+WR_RECV = hw("WR_RECV")
 
-WC_SUCCESS = 0
-WC_LOC_LEN_ERR = 1
-WC_LOC_PROT_ERR = 2
-WC_REM_ACCESS_ERR = 3
-WC_BAD_WR = 4
-WC_DMA_ERR = 5
-WC_FAULT_ABORT = 6
-WC_RNR_RETRY_EXC = 7
-WC_RETRY_EXC = 8
-WC_REM_OP_ERR = 9
-WC_FLUSH = 10
+WC_SUCCESS = hw("WC_SUCCESS")
+WC_LOC_LEN_ERR = hw("WC_LOC_LEN_ERR")
+WC_LOC_PROT_ERR = hw("WC_LOC_PROT_ERR")
+WC_REM_ACCESS_ERR = hw("WC_REM_ACCESS_ERR")
+WC_BAD_WR = hw("WC_BAD_WR")
+WC_DMA_ERR = hw("WC_DMA_ERR")
+WC_FAULT_ABORT = hw("WC_FAULT_ABORT")
+WC_RNR_RETRY_EXC = hw("WC_RNR_RETRY_EXC")
+WC_RETRY_EXC = hw("WC_RETRY_EXC")
+WC_REM_OP_ERR = hw("WC_REM_OP_ERR")
+WC_FLUSH = hw("WC_FLUSH")
 
-EV_PAGE_FAULT = 1
-EV_CQ_OVERFLOW = 2
-EV_FATAL = 3
-FAULT_READ = 1
-FAULT_WRITE = 2
-QPN_NONE = 0xFFFFFFFF
+EV_PAGE_FAULT = hw("EV_PAGE_FAULT")
+EV_CQ_OVERFLOW = hw("EV_CQ_OVERFLOW")
+EV_FATAL = hw("EV_FATAL")
+FAULT_READ = hw("FAULT_READ")
+FAULT_WRITE = hw("FAULT_WRITE")
+QPN_NONE = hw("QPN_NONE")
 
-VEC_CMD = 0
-VEC_EQ = 1
+VEC_CMD = hw("VEC_CMD")
+VEC_EQ = hw("VEC_EQ")
 
 COUNTERS = [
     "wrs", "wr-errors", "bytes", "commands", "faults-raised", "faults-resolved",
@@ -114,6 +124,9 @@ COUNTERS = [
 
 # where the fake "process" address space of regions starts
 VA_BASE = 0x7F00_0000_0000
+# Round trips that let the device's bottom halves run out (each work pass
+# handles at most a few WQEs, then reschedules itself).
+SETTLE_ROUND_TRIPS = 64
 
 
 class OdpNicError(Exception):
@@ -444,6 +457,24 @@ class OdpNic:
         cq.ci = ci
         self.wr(DB_CQ_BASE + 8 * cq.num, cq.ci)
         return [Cqe.unpack(raw[off:off + 32]) for off in range(0, len(raw), 32)]
+
+    def poll_one(self, cq: Ring, timeout: float = 10.0, step_ns: int | None = None) -> Cqe:
+        """Exactly one completion: wait for it, let the device finish what it
+        was doing, and fail if another completion follows it.
+
+        The device works in bottom halves that QEMU runs between qtest
+        commands, so register round trips drain what the posted work queued;
+        this is sound for loopback work, whose completions depend on nothing
+        outside the device.  (A link completion waits on the peer: wait for
+        the frame's counter instead.)"""
+        [c] = self.poll_cq(cq, 1, timeout, step_ns)
+        for _ in range(SETTLE_ROUND_TRIPS):
+            self.rd(REG_STATUS)
+        extra = self.drain_cq(cq)
+        if extra:
+            raise OdpNicError(f"CQ {cq.num}: {len(extra)} completion(s) after the one "
+                              f"expected: {extra}")
+        return c
 
     def drain_cq(self, cq: Ring) -> list[Cqe]:
         """Whatever completions are there now, without waiting."""

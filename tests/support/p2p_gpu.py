@@ -9,64 +9,16 @@ device (docs/devices/p2p-gpu.md is the prose form).
 
 from __future__ import annotations
 
-import ast
-import re
 import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from tests.support.hwheader import INCLUDE, load_header
 from tests.support.qtest import PCIDev, QTest
 
-HEADER = Path(__file__).resolve().parents[2] / "qemu-devices/include/p2plab/p2p_gpu_hw.h"
-
-_DEFINE = re.compile(r"^#define\s+(P2P_GPU_\w+)\s+(.+?)\s*(?:/\*.*)?$")
-_SUFFIX = re.compile(r"\b(0x[0-9a-fA-F]+|\d+)(?:ull|ul|u|ll|l)\b")
-
-
-def _eval(expr: str, known: dict[str, int]) -> int | None:
-    """Evaluate an integer #define body: literals, known names, | << + - ( )."""
-    try:
-        tree = ast.parse(_SUFFIX.sub(r"\1", expr), mode="eval")
-    except SyntaxError:
-        return None
-
-    def ev(node: ast.AST) -> int:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.Name) and node.id in known:
-            return known[node.id]
-        if isinstance(node, ast.BinOp):
-            a, b = ev(node.left), ev(node.right)
-            ops = {ast.BitOr: a | b, ast.LShift: a << b if b < 64 else 0,
-                   ast.Add: a + b, ast.Sub: a - b, ast.BitAnd: a & b}
-            for kind, val in ops.items():
-                if isinstance(node.op, kind):
-                    return val
-        raise ValueError(expr)
-
-    try:
-        return ev(tree)
-    except ValueError:
-        return None
-
-
-def load_header(path: Path = HEADER) -> dict[str, int]:
-    """Every integer-valued P2P_GPU_* macro of the hardware header."""
-    known: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        m = _DEFINE.match(line.strip())
-        if m:
-            val = _eval(m.group(2), known)
-            if val is not None:
-                known[m.group(1)] = val
-    return known
-
-
-HW = load_header()
+HEADER = INCLUDE / "p2p_gpu_hw.h"
+HW = load_header(HEADER, "P2P_GPU_")
 
 
 def hw(name: str) -> int:

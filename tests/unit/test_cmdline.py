@@ -19,6 +19,7 @@ from orchestrator.cmdline import (
 )
 from orchestrator.lan import lan_plan
 from orchestrator.scenario import parse_scenario
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "cmdline"
 BOOT = Boot(Path("/QEMU/qemu-system-x86_64"), Path("/GUEST/bzImage"), Path("/GUEST/initrd"))
@@ -79,11 +80,7 @@ def _argv(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str) -> None:
-    golden = GOLDEN / f"{name}.argv"
-    got = "\n".join(_argv(name)) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(got)
-    assert got == golden.read_text(), f"argv differs from {golden} (UPDATE_GOLDEN=1 rewrites)"
+    check_golden(GOLDEN / f"{name}.argv", "\n".join(_argv(name)) + "\n")
 
 
 def test_device_arg_escapes_commas_and_bools() -> None:
@@ -127,10 +124,7 @@ def test_golden_link(machine: str) -> None:
     m = next(x for x in sc.machines if x.name == machine)
     paths = VMPaths(Path(f"/RUN/{machine}"), Path(f"/RUN/{machine}"))
     got = "\n".join(build_argv(m, BOOT, paths, "tcg", ends[machine])) + "\n"
-    golden = GOLDEN / f"link-{machine}.argv"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(got)
-    assert got == golden.read_text()
+    check_golden(GOLDEN / f"link-{machine}.argv", got)
 
 
 def test_link_ends_cross_over() -> None:

@@ -5,7 +5,6 @@ rejected with exit status 2, no traceback, and exactly the messages in NAME.expe
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from tests.support.golden import check_golden
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "scenarios" / "malformed"
@@ -32,11 +32,8 @@ def test_malformed_scenario(case: Path, capsys: pytest.CaptureFixture[str],
     rel = case.relative_to(REPO)
     assert main(["validate", str(rel)]) == 2
     err = capsys.readouterr().err
-    expected = case.with_suffix(".expected")
-    if os.environ.get("UPDATE_GOLDEN"):
-        expected.write_text(err)
     assert "Traceback" not in err
-    assert err == expected.read_text()
+    check_golden(case.with_suffix(".expected"), err)
     for line in err.splitlines():
         assert line.startswith(f"error: {rel}:"), line
 

@@ -33,6 +33,7 @@ from .errors import (
     VMError,
     VMExited,
     VMLaunchError,
+    VMsFailed,
 )
 from .results import RunResult, ScenarioResult, StepResult
 from .runner import RunOptions, run_scenario
@@ -59,6 +60,7 @@ __all__ = [
     "VMError",
     "VMExited",
     "VMLaunchError",
+    "VMsFailed",
     "load_scenario",
     "parse_scenario",
     "run_scenario",

@@ -48,7 +48,7 @@ def _load_all(files: Sequence[str]) -> list[LoadedScenario]:
 
 
 async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> int:
-    progress = Progress(enabled=args.log_format != "json")
+    progress = Progress(enabled=args.log_format == "auto")
     opts = RunOptions(
         artifacts=Path(args.artifacts) if args.artifacts else paths.default_runs_dir(),
         on_step=progress.step,
@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run p2plab scenarios: QEMU VMs with PCIe P2P devices, guest workloads.",
     )
     p.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
-                   help="log lines readable (default) or as JSON")
+                   help="stderr: the progress view with warnings (auto), or every log "
+                        "event as a readable line (console) or JSON (json); each run "
+                        "directory keeps the whole log as JSON lines (orchestrator.log)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -222,10 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``orchestrator`` console script."""
     args = build_parser().parse_args(argv)
-    # On a terminal, the shell and the live progress view replace info-level lines.
-    quiet = args.command == "shell" or (
-        args.command == "run" and sys.stderr.isatty() and args.log_format != "json"
-    )
+    # One view on stderr: the shell's, or the progress view's (auto), with only
+    # warnings from the log; or, asked for, the log itself (console, json).
+    quiet = args.command == "shell" or (args.command == "run" and args.log_format == "auto")
     setup_logging(args.log_format, args.verbose, quiet=quiet)
     try:
         rc: int = args.func(args)

@@ -16,6 +16,7 @@ and keeps its root cause (``raise ... from exc``)::
     │   ├── AgentError           the guest agent channel failed or answered "error"
     │   │   └── AgentTimeout     no answer from the agent in time (boot or request)
     │   └── QMPCommandError      a QMP command failed (wraps qemu.qmp's ExecuteError)
+    ├── VMsFailed                several VMs failed at once (start-up); each VMError kept
     └── StepFailed               a step ran but its expectations were not met
         └── StepTimeout          a step (or the scenario) ran out of time
 """
@@ -93,6 +94,14 @@ class AgentTimeout(AgentError):
 
 class QMPCommandError(VMError):
     """A QMP command returned an error."""
+
+
+class VMsFailed(P2PLabError):
+    """Several VMs failed together (while starting): every one is reported."""
+
+    def __init__(self, errors: Sequence[P2PLabError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
 
 
 class StepFailed(P2PLabError):

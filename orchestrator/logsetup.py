@@ -1,14 +1,37 @@
-"""structlog configuration: readable lines on a terminal, JSON with --log-format json."""
+"""structlog configuration: one human view on stderr, the structured log on disk.
+
+stderr shows one view at a time:
+
+- ``auto`` (the default): the progress view (progress.py) prints the steps, and
+  stderr gets only warnings and errors from the log;
+- ``console``: every log event as a readable line (no progress view);
+- ``json``: every log event as a JSON line (no progress view), for machines.
+
+Whatever stderr shows, every event at info level and above (debug with
+``--verbose``) of a scenario is also written as JSON lines to that scenario's
+run directory (``orchestrator.log``): :data:`RUN_LOG` names the file for the
+task tree that runs the scenario.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import datetime
+import json
 import logging
 import sys
-from typing import Any, Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
 
 import structlog
 
 LogFormat = Literal["auto", "console", "json"]
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50,
+          "exception": 40}
+
+# The open orchestrator.log of the scenario whose task logs the event.
+RUN_LOG: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("p2plab_run_log",
+                                                                         default=None)
 
 
 def _stderr_logger(*args: Any) -> structlog.PrintLogger:
@@ -16,14 +39,34 @@ def _stderr_logger(*args: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = False) -> None:
-    """Configure structlog (and stdlib logging, for qemu.qmp) to write to stderr.
+def _tee_to_run_log(_logger: Any, method: str,
+                    event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    f = RUN_LOG.get()
+    if f is not None and not f.closed:
+        line = {"timestamp": datetime.datetime.now(datetime.UTC).isoformat(),
+                "level": method, **event}
+        f.write(json.dumps(line, default=str) + "\n")
+        f.flush()
+    return event
 
-    ``quiet`` keeps only warnings and errors (for the shell, and the live progress view).
+
+def _stderr_threshold(level: int) -> structlog.types.Processor:
+    def keep(_logger: Any, method: str,
+             event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if LEVELS.get(method, 20) < level:
+            raise structlog.DropEvent
+        return event
+    return keep
+
+
+def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = False) -> None:
+    """Configure structlog (and stdlib logging, for qemu.qmp).
+
+    ``quiet`` keeps only warnings and errors on stderr (for the shell, and for
+    the progress view); run logs on disk still get everything.
     """
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    if fmt == "auto":
-        fmt = "console"
+    floor = logging.DEBUG if verbose else logging.INFO
+    stderr_level = logging.WARNING if quiet else floor
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -32,12 +75,14 @@ def setup_logging(fmt: LogFormat = "auto", verbose: bool = False, quiet: bool = 
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            structlog.processors.format_exc_info,
+            _tee_to_run_log,
+            _stderr_threshold(stderr_level),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso" if fmt == "json" else "%H:%M:%S"),
-            structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

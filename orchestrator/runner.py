@@ -21,8 +21,9 @@ from .accel import AccelChoice, resolve_accel
 from .background import job_group
 from .cmdline import Boot, VMPaths, firmware_for, link_ends
 from .devices import read_counters
-from .errors import GuestCrashed, P2PLabError, SetupError, VMError
+from .errors import GuestCrashed, P2PLabError, SetupError, VMError, VMsFailed
 from .lan import lan_plan
+from .logsetup import RUN_LOG
 from .results import MachineResult, ScenarioResult, StepResult, write_json
 from .scenario import LoadedScenario
 from .schema import JoinStep, Machine, step_machine
@@ -93,6 +94,8 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
     t0 = time.monotonic()
     run_dir = new_run_dir(opts.artifacts, re.sub(r"[^\w.-]", "_", loaded.name))
     result.run_dir = str(run_dir)
+    run_log = (run_dir / "orchestrator.log").open("a", encoding="utf-8")
+    log_token = RUN_LOG.set(run_log)
     names = [m.name for m in sc.machines]
     result.steps = [StepResult(i, step_title(s), step_kind(s), step_machine(s, names))
                     for i, s in enumerate(sc.steps)]
@@ -129,6 +132,8 @@ async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResu
         structlog.contextvars.unbind_contextvars("scenario")
         result.duration = time.monotonic() - t0
         write_json(result, run_dir / "results.json")
+        RUN_LOG.reset(log_token)
+        run_log.close()
     return result
 
 
@@ -177,10 +182,21 @@ async def start_vms(vms: dict[str, VM], result: ScenarioResult) -> None:
             for vm in vms.values():
                 tg.create_task(_start(vm, result))
     except* P2PLabError as group:
-        first = group.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        failed = _leaves(group)
+        for exc in failed:
+            if isinstance(exc, VMError) and exc.console_tail:
+                result.machines.setdefault(exc.vm, MachineResult()).console_tail = \
+                    exc.console_tail
+        if len(failed) == 1:
+            raise failed[0] from None
+        raise VMsFailed(failed) from None
+
+
+def _leaves(group: BaseExceptionGroup[P2PLabError]) -> list[P2PLabError]:
+    out: list[P2PLabError] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
 
 
 async def _setup_and_run(loaded: LoadedScenario, opts: RunOptions, run_dir: Path,

@@ -24,6 +24,8 @@ from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, TextIO, TypeVar
 
+import structlog
+
 from . import paths
 from .devices import qom_path, read_counters
 from .errors import P2PLabError
@@ -32,6 +34,8 @@ from .results import ScenarioResult
 from .runner import RunOptions, create_vms, new_run_dir, start_vms, teardown
 from .scenario import LoadedScenario
 from .vm import VM
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -155,10 +159,14 @@ class Shell:
 
     def stop(self) -> None:
         if self.thread.is_alive():
-            with contextlib.suppress(Exception):
-                fut = asyncio.run_coroutine_threadsafe(
-                    teardown(self.vms, self.result, self.opts, self.loaded.name), self.loop)
+            fut = asyncio.run_coroutine_threadsafe(
+                teardown(self.vms, self.result, self.opts, self.loaded.name), self.loop)
+            try:
                 fut.result(timeout=60)
+            except Exception as exc:
+                # Teardown kills whatever it could not stop; say why it had to.
+                log.warning("shell: teardown failed", error=f"{type(exc).__name__}: {exc}")
+                self.say(f"teardown failed: {exc}")
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
         self._stack.close()

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import json
 import os
+import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
 import structlog
@@ -61,16 +61,22 @@ def kill_all_now() -> None:
 
 atexit.register(kill_all_now)
 
-_PR_SET_PDEATHSIG = 1
+# QEMU dies with the orchestrator even on SIGKILL: setpriv (util-linux, in every
+# Debian) sets the parent-death signal and execs QEMU.  Not a preexec_fn: that
+# runs Python between fork and exec, which is unsafe once a process has a
+# second thread (the shell has one), and asyncio's fork path would run it too.
+_PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"]
 
 
-def _child_setup() -> None:
-    """In the child before exec: die with SIGKILL when the orchestrator dies."""
+@contextlib.contextmanager
+def _tolerated(vm: str, what: str) -> Iterator[None]:
+    """Shutdown goes on past a failed way of stopping (the next one is harsher):
+    say which failed and why, rather than swallowing it."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
+        yield
+    except Exception as exc:
+        log.info("shutdown: going on after a failure", vm=vm, step=what,
+                 error=f"{type(exc).__name__}: {exc}")
 
 
 class VM:
@@ -125,17 +131,19 @@ class VM:
                 f.truncate(size_bytes(disk.size))
         (self.paths.dir / "cmdline.json").write_text(json.dumps(self.argv, indent=1) + "\n")
         self._qmp_log = self.paths.qmp_log.open("a", encoding="utf-8")
+        if shutil.which(self.argv[0]) is None:
+            # setpriv would report it only in qemu.log, as an exit status 127.
+            raise VMLaunchError(self.name, f"cannot run {self.argv[0]}: no such executable")
         with self.paths.qemu_log.open("ab") as qlog:
             self._started_at = time.monotonic()
             self.started_wall = time.time()
             try:
                 self.proc = await asyncio.create_subprocess_exec(
-                    *self.argv,
+                    *_PDEATHSIG, *self.argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=qlog,
                     stderr=asyncio.subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_child_setup,
                 )
             except OSError as exc:
                 raise VMLaunchError(self.name, f"cannot run {self.argv[0]}: {exc}") from exc
@@ -195,7 +203,8 @@ class VM:
         info = await self.guarded(self.agent.wait_ready(self.machine.boot_timeout * scale))
         boot_seconds = time.monotonic() - self._started_at
         log.info(
-            f"boot to agent ready: {boot_seconds:.2f} s",
+            "boot to agent ready",
+            seconds=round(boot_seconds, 2),
             vm=self.name,
             kernel=info.get("kernel"),
             guest_uptime=info.get("uptime"),
@@ -218,7 +227,8 @@ class VM:
             raise GuestSetupError(
                 self.name, f"management LAN setup failed (exit status {out.status}): {why}",
                 self.console.tail())
-        log.info(f"management LAN up: {seconds:.3f} s", vm=self.name, address=self.lan.address,
+        log.info("management LAN up", seconds=round(seconds, 3), vm=self.name,
+                 address=self.lan.address,
                  peers=[p.peer for p in self.lan.ports])
         return seconds
 
@@ -341,7 +351,9 @@ class VM:
         """Whether the guest can run (a paused guest cannot answer a poweroff request)."""
         try:
             status = await asyncio.wait_for(self.qmp.execute("query-status"), 2.0)
-        except Exception:
+        except Exception as exc:
+            log.info("shutdown: cannot query the vCPUs; no poweroff", vm=self.name,
+                     error=f"{type(exc).__name__}: {exc}")
             return False
         return isinstance(status, dict) and status.get("status") == "running"
 
@@ -354,12 +366,12 @@ class VM:
         try:
             if self.running and self.agent.ready_info and not self.console.crashed.is_set() \
                     and await self._vcpus_running():
-                with contextlib.suppress(Exception):
+                with _tolerated(self.name, "agent poweroff"):
                     await self.agent.poweroff(timeout=3.0)
                     if await self._wait_exit(10.0):
                         how = "poweroff"
             if self.running and self.qmp_connected:
-                with contextlib.suppress(Exception):
+                with _tolerated(self.name, "QMP quit"):
                     await asyncio.wait_for(self.qmp.execute("quit"), 3.0)
                 if await self._wait_exit(5.0):
                     how = "quit"
@@ -381,9 +393,9 @@ class VM:
         return how
 
     async def _close(self) -> None:
-        with contextlib.suppress(Exception):
+        with _tolerated(self.name, "agent close"):
             await self.agent.close()
-        with contextlib.suppress(Exception, EOFError):
+        with _tolerated(self.name, "QMP disconnect"):
             await asyncio.wait_for(self.qmp.disconnect(), 3.0)
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(TimeoutError):

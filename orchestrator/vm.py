@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import enum
 import json
 import os
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
 import structlog
@@ -79,8 +80,25 @@ def _tolerated(vm: str, what: str) -> Iterator[None]:
                  error=f"{type(exc).__name__}: {exc}")
 
 
+class VMState(enum.Enum):
+    """Where a VM is in its life; every transition is logged."""
+
+    CREATED = "created"
+    STARTING = "starting"      # QEMU spawned; QMP and the agent socket connecting
+    RUNNING = "running"        # QEMU up and connected (the guest may still be booting)
+    STOPPING = "stopping"      # shutdown() under way
+    STOPPED = "stopped"        # QEMU reaped, channels closed, background tasks done
+
+
 class VM:
-    """A running (or about to run) QEMU guest."""
+    """A running (or about to run) QEMU guest.
+
+    Its background tasks (the reaper, the console watcher, the QMP event pump)
+    live in one TaskGroup held by a supervisor task, so none outlives the VM
+    and none fails unseen: a background task that raises is logged, recorded
+    in :attr:`background_error`, and fails whatever the VM is doing
+    (:meth:`guarded`).
+    """
 
     def __init__(
         self,
@@ -110,7 +128,14 @@ class VM:
         self._exited = asyncio.Event()
         self._started_at = 0.0
         self.started_wall = 0.0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._group_ready = asyncio.Event()
+        self._stop_background = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._broken = asyncio.Event()
+        self.background_error: str | None = None
+        self._state = VMState.CREATED
         self._qmp_log: TextIO | None = None
         self._listener = EventListener()
         self._shut = False
@@ -119,8 +144,48 @@ class VM:
 
     # ------------------------------------------------------------ start
 
+    @property
+    def state(self) -> VMState:
+        return self._state
+
+    def _set_state(self, state: VMState) -> None:
+        log.debug("vm state", vm=self.name, old=self._state.value, new=state.value)
+        self._state = state
+
+    async def _supervise(self) -> None:
+        """Own the background tasks until shutdown asks them to stop."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            self._group_ready.set()
+            await self._stop_background.wait()
+            for task in self._background:
+                task.cancel()
+        self._group = None
+
+    def _spawn(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+        if self._group is None:
+            coro.close()
+            raise VMError(self.name, f"cannot start {what}: the VM's task group is closed")
+        self._background.append(
+            self._group.create_task(self._guard(what, coro), name=f"{self.name}/{what}"))
+
+    async def _guard(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug in the orchestrator, not in the guest: fail the VM's work loudly.
+            log.error("background task failed", vm=self.name, task=what,
+                      error=f"{type(exc).__name__}: {exc}")
+            self.background_error = f"{what} failed: {type(exc).__name__}: {exc}"
+            self._broken.set()
+
     async def start(self, launch_timeout: float = 20.0) -> None:
         """Spawn QEMU and connect QMP and the agent socket (the guest need not be up)."""
+        if self._state is not VMState.CREATED:
+            raise VMError(self.name, f"cannot start a VM that is {self._state.value}")
+        self._set_state(VMState.STARTING)
         self.paths.dir.mkdir(parents=True, exist_ok=True)
         self.paths.sock_dir.mkdir(parents=True, exist_ok=True)
         for sock in (self.paths.qmp_sock, self.paths.agent_sock, self.paths.console_sock):
@@ -150,11 +215,14 @@ class VM:
         LIVE_GROUPS.add(self.proc.pid)
         (self.paths.dir / "qemu.pid").write_text(f"{self.proc.pid}\n")
         log.info("qemu started", vm=self.name, pid=self.proc.pid, accel=self.accel)
-        self._tasks.append(asyncio.create_task(self._reap(), name=f"{self.name}-reap"))
-        self._tasks.append(asyncio.create_task(self.console.run(), name=f"{self.name}-console"))
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"{self.name}/supervisor")
+        await self._group_ready.wait()
+        self._spawn("reaper", self._reap())
+        self._spawn("console", self.console.run())
         deadline = time.monotonic() + launch_timeout
         await self._connect_qmp(deadline)
         await self.guarded(self.agent.connect(deadline))
+        self._set_state(VMState.RUNNING)
 
     async def _reap(self) -> None:
         assert self.proc is not None
@@ -181,7 +249,7 @@ class VM:
                 raise VMLaunchError(self.name, f"no QMP socket at {self.paths.qmp_sock}")
             await asyncio.sleep(0.02)
         self.qmp.register_listener(self._listener)
-        self._tasks.append(asyncio.create_task(self._pump_events(), name=f"{self.name}-events"))
+        self._spawn("events", self._pump_events())
 
     async def _pump_events(self) -> None:
         async for event in self._listener:
@@ -261,14 +329,19 @@ class VM:
         work = asyncio.ensure_future(aw)
         crash = asyncio.ensure_future(self.console.crashed.wait())
         exited = asyncio.ensure_future(self._exited.wait())
+        broken = asyncio.ensure_future(self._broken.wait())
         try:
-            await asyncio.wait({work, crash, exited}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, crash, exited, broken},
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for fut in (crash, exited):
+            for fut in (crash, exited, broken):
                 fut.cancel()
             if not work.done():
                 work.cancel()
-            await asyncio.gather(work, crash, exited, return_exceptions=True)
+            await asyncio.gather(work, crash, exited, broken, return_exceptions=True)
+        if self._broken.is_set():
+            raise VMError(self.name, f"internal error: {self.background_error}",
+                          self.console.tail())
         failed = work.done() and not work.cancelled() and work.exception() is not None
         if failed and not isinstance(work.exception(), ExecuteError):
             # A channel that breaks is often the first sign of a crash or an exit:
@@ -362,6 +435,7 @@ class VM:
         if self._shut:
             return "already"
         self._shut = True
+        self._set_state(VMState.STOPPING)
         how = "exited"
         try:
             if self.running and self.agent.ready_info and not self.console.crashed.is_set() \
@@ -400,10 +474,11 @@ class VM:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 5.0)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        self._stop_background.set()
+        if self._supervisor is not None:
+            # The group's tasks are cancelled and awaited; none outlives the VM.
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        self._set_state(VMState.STOPPED)
         self.console.read_new()
         if self._qmp_log is not None:
             self._qmp_log.close()

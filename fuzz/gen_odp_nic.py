@@ -5,14 +5,13 @@ timer steps (docs/devices/odp-nic.md is the contract)."""
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import random
 import struct
 import zlib
 from dataclasses import dataclass, field
 
+from fuzz.lines import memwrite, qmp, reset_machine
 from fuzz.target import TargetSpec
 from fuzz.values import aligned, interesting
 from tests.support import odp_nic as o
@@ -81,14 +80,6 @@ def set_setup(lines: list[str]) -> None:
     _SETUP[:] = lines
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _qmp(cmd: str, **args: object) -> str:
-    return "qmp " + json.dumps({"execute": cmd, "arguments": args})
-
-
 def _va(rng: random.Random) -> int:
     b = rng.choice(MODEL.bufs)
     return rng.choice((b.va, b.va + b.size - 1, b.va + rng.randrange(-4096, b.size + 4096),
@@ -107,7 +98,7 @@ def _plausible(rng: random.Random) -> tuple[int, bytes, list[str]]:
         ents = b.xlt()[first:first + rng.randrange(1, b.pages() - first + 1)]
         data = b"".join(struct.pack("<Q", e) for e in ents)
         return op, struct.pack("<IIQQ", key, len(ents), first, MODEL.xlt), \
-            [f"b64write {MODEL.xlt:#x} {len(data):#x} {_b64(data)}"]
+            [memwrite(MODEL.xlt, data)]
     if op in (o.CMD_INVALIDATE, o.CMD_PREFETCH):
         off = rng.randrange(b.size)
         return op, struct.pack("<IIQQ", key, rng.randrange(2), b.va + off,
@@ -198,7 +189,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
     while len(out) < n:
         r = rng.random()
         if r < 0.004 and _SETUP:                       # reset, and set up again
-            out.append(_qmp("system_reset"))
+            out.append(qmp("system_reset"))
             out += _SETUP
             MODEL.__dict__.update(copy.deepcopy(_AFTER_SETUP).__dict__)
             m = MODEL
@@ -208,7 +199,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
                 slot = m.cmdq + 64 * (m.cmdq_pi % (1 << CMDQ_LOG))
                 entry, before = _command(rng)
                 out += before
-                out.append(f"b64write {slot:#x} 0x40 {_b64(entry)}")
+                out.append(memwrite(slot, entry))
                 m.cmdq_pi = (m.cmdq_pi + 1) & 0xFFFFFFFF
             pi = m.cmdq_pi if rng.random() < 0.9 else interesting(rng, 32, (m.cmdq_pi,))
             out.append(f"writel {BAR0 + o.REG_CMDQ_PI:#x} {pi:#x}")
@@ -218,8 +209,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
             base, log = (qp.rq_base, qp.rq_log) if recv else (qp.sq_base, qp.sq_log)
             for _ in range(rng.randrange(1, 4)):
                 pi = qp.rq_pi if recv else qp.sq_pi
-                out.append(f"b64write {base + 64 * (pi % (1 << log)):#x} 0x40 "
-                           f"{_b64(_wqe(rng, recv))}")
+                out.append(memwrite(base + 64 * (pi % (1 << log)), _wqe(rng, recv)))
                 if recv:
                     qp.rq_pi = (qp.rq_pi + 1) & 0xFFFFFFFF
                 else:
@@ -239,8 +229,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
             else:
                 ents = b"".join(struct.pack("<Q", interesting(rng, 64, (
                     m.bufs[0].xlt()[0], 0x1000 | 7, 0xFEE0_0007, 7))) for _ in range(8))
-                out.append(f"b64write {aligned(rng, m.xlt, 4 * o.PAGE, 8):#x} "
-                           f"{len(ents):#x} {_b64(ents)}")
+                out.append(memwrite(aligned(rng, m.xlt, 4 * o.PAGE, 8), ents))
         elif r < 0.7:                                  # the link peer
             out.append("frame " + _frame(rng).hex())
         elif r < 0.8:                                  # registers
@@ -255,15 +244,13 @@ def ops(rng: random.Random, n: int) -> list[str]:
             out.append(f"clock_step {rng.choice((1000, 50_000, 300_000, 10_000_000)):d}")
         elif r < 0.95:
             prop, val = rng.choice(FAULT_PROPS)
-            out.append(_qmp("qom-set", path=QOM, property=prop, value=val))
+            out.append(qmp("qom-set", path=QOM, property=prop, value=val))
         elif r < 0.99:                                 # config space: decode, BARs, MSI-X
             off = rng.choice((0x04, 0x10, 0x18, 0x3C, 0x40, 0x80, 0x82,
                               rng.randrange(0x1000) & ~3))
             out.append(f"writel {CFG + off:#x} {interesting(rng, 32, (0x6, 0x8000)):#x}")
             out += [f"writel {CFG + 0x10:#x} {BAR0:#x}", f"writel {CFG + 0x04:#x} 0x6"]
         else:
-            out.append(_qmp("system_reset"))
-            out += ["outl 0xcf8 0x80000060", f"outl 0xcfc {ECAM_BASE | 1:#x}",
-                    "outl 0xcf8 0x80000064", "outl 0xcfc 0x0",
-                    f"writel {CFG + 0x10:#x} {BAR0:#x}", f"writel {CFG + 0x04:#x} 0x6"]
+            out += reset_machine()
+            out += [f"writel {CFG + 0x10:#x} {BAR0:#x}", f"writel {CFG + 0x04:#x} 0x6"]
     return out

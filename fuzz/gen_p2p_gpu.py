@@ -3,10 +3,9 @@ ring, aperture and ReBAR traffic (docs/devices/p2p-gpu.md is the contract)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import random
 
+from fuzz.lines import memwrite, qmp, reset_machine
 from fuzz.target import TargetSpec
 from fuzz.values import aligned, interesting
 from tests.support.p2p_gpu import BAR0_ADDR, BAR2_ADDR, DESC, DESC_SIZE, GPU, HW, SG, hw
@@ -73,7 +72,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
     while len(out) < n:
         r = rng.random()
         if r < 0.004 and _SETUP:                       # reset, and set up again
-            out.append(_qmp("system_reset"))
+            out.append(qmp("system_reset"))
             out += _SETUP
             tail = 0
             continue
@@ -98,8 +97,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
             k = rng.randrange(1, 6)
             for _ in range(k):
                 slot = tail if rng.random() < 0.9 else rng.randrange(RING_ENTRIES)
-                out.append(f"b64write {RING + slot * DESC_SIZE:#x} {DESC_SIZE:#x} "
-                           f"{_b64(_desc(rng))}")
+                out.append(memwrite(RING + slot * DESC_SIZE, _desc(rng)))
                 tail = (slot + 1) % RING_ENTRIES
             if rng.random() < 0.3:
                 sg = b"".join(SG.pack(rng.choice((aligned(rng, BUF, BUF_SIZE, 8), BAR2_ADDR,
@@ -107,7 +105,7 @@ def ops(rng: random.Random, n: int) -> list[str]:
                                       interesting(rng, 32, (4096,)), rng.getrandbits(32)
                                       if rng.random() < 0.1 else 0)
                               for _ in range(rng.randrange(1, 5)))
-                out.append(f"b64write {SGL:#x} {len(sg):#x} {_b64(sg)}")
+                out.append(memwrite(SGL, sg))
             door = tail if rng.random() < 0.9 else interesting(rng, 32, (RING_ENTRIES,))
             out.append(f"writel {BAR0_ADDR + hw('REG_CE_TAIL'):#x} {door:#x}")
         elif r < 0.6:                                  # the aperture
@@ -142,10 +140,9 @@ def ops(rng: random.Random, n: int) -> list[str]:
                                     ("aperture-full", False), ("aperture-full", False),
                                     ("completion-delay-ns", rng.choice((0, 1000, 10**7))),
                                     ("completion-delay-ns", 0)))
-            out.append(_qmp("qom-set", path=QOM, property=prop, value=val))
+            out.append(qmp("qom-set", path=QOM, property=prop, value=val))
         elif r < 0.935:
-            out.append(_qmp("system_reset"))
-            out += _ecam() + _restore()
+            out += reset_machine() + _restore()
         else:                                          # guest memory under the engine
             out.append(f"memset {aligned(rng, BUF, BUF_SIZE, 4096):#x} 0x1000 "
                        f"{rng.getrandbits(8):#x}")
@@ -157,16 +154,3 @@ def _restore() -> list[str]:
     return [f"writel {CFG + 0x10:#x} {BAR0_ADDR:#x}", f"writel {CFG + 0x14:#x} 0x0",
             f"writel {CFG + 0x18:#x} {BAR2_ADDR & 0xFFFFFFFF:#x}",
             f"writel {CFG + 0x1C:#x} {BAR2_ADDR >> 32:#x}", f"writel {CFG + 0x04:#x} 0x6"]
-
-
-def _ecam() -> list[str]:
-    return ["outl 0xcf8 0x80000060", f"outl 0xcfc {ECAM_BASE | 1:#x}",
-            "outl 0xcf8 0x80000064", "outl 0xcfc 0x0"]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _qmp(cmd: str, **args: object) -> str:
-    return "qmp " + json.dumps({"execute": cmd, "arguments": args})

@@ -301,7 +301,7 @@ enum odp_nic_wc_status {
     ODP_NIC_WC_RNR_RETRY_EXC = 7,   /* peer kept answering "not ready" */
     ODP_NIC_WC_RETRY_EXC = 8,       /* no answer from the link (timeouts) */
     ODP_NIC_WC_REM_OP_ERR = 9,      /* peer failed the request otherwise */
-    ODP_NIC_WC_FLUSH = 10,          /* QP destroyed / link QP without link */
+    ODP_NIC_WC_FLUSH = 10,          /* reserved: the device never writes it */
 };
 
 /* Completion queue entry (32 B).  owner toggles each pass over the ring. */
@@ -336,8 +336,8 @@ struct odp_nic_eqe {
     uint8_t  rsvd;
     uint32_t qpn;           /* stalled QP, or ODP_NIC_QPN_NONE; CQ overflow: cqn */
     uint32_t key;
-    uint32_t length;        /* bytes from va that are needed */
-    uint64_t va;
+    uint32_t length;        /* bytes from va (capped); PREFETCH: the clipped range */
+    uint64_t va;            /* first byte not moved; PREFETCH: start of the range */
     uint64_t rsvd2;
 };
 

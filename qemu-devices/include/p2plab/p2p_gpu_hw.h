@@ -66,7 +66,7 @@ typedef uint64_t p2p_gpu_u64;
 #define   P2P_GPU_INT_APER_FAIL     (1u << 2)
 #define   P2P_GPU_INT_REG_ERROR     (1u << 3)
 #define   P2P_GPU_INT_ALL           0xfu
-#define P2P_GPU_REG_ERR_STATUS  0x028   /* RO last register error (P2P_GPU_REGERR_*); any write clears */
+#define P2P_GPU_REG_ERR_STATUS  0x028   /* RO most recent register error (P2P_GPU_REGERR_*); reads keep it, any write sets NONE */
 #define P2P_GPU_REG_ERR_COUNT   0x02c   /* RO register errors since reset (saturating) */
 
 /* Aperture (BAR2 windows onto VRAM). */
@@ -149,7 +149,7 @@ struct p2p_gpu_desc {
     p2p_gpu_u32 len;        /* bytes, or sg entry count with DESC_SGL */
     p2p_gpu_u64 vram_off;   /* VRAM side (destination for VRAM_TO_VRAM) */
     p2p_gpu_u64 addr;       /* host IOVA, sg list IOVA, or source VRAM offset */
-    p2p_gpu_u32 status;     /* written by the device: DONE | code */
+    p2p_gpu_u32 status;     /* written by the device: DONE | code; never read, never cleared */
     p2p_gpu_u32 xfer;       /* written by the device: bytes copied */
 };
 

@@ -1,0 +1,22 @@
+"""Trace lines the generators share: QMP commands, bulk memory writes, ECAM."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tests.support.qtest import ECAM_BASE
+
+
+def qmp(cmd: str, **args: object) -> str:
+    return "qmp " + json.dumps({"execute": cmd, "arguments": args})
+
+
+def memwrite(addr: int, data: bytes) -> str:
+    return f"b64write {addr:#x} {len(data):#x} {base64.b64encode(data).decode()}"
+
+
+def reset_machine() -> list[str]:
+    """A system reset, then the ECAM window firmware would have re-enabled."""
+    return [qmp("system_reset"), "outl 0xcf8 0x80000060", f"outl 0xcfc {ECAM_BASE | 1:#x}",
+            "outl 0xcf8 0x80000064", "outl 0xcfc 0x0"]

@@ -44,30 +44,22 @@ static void odp_nic_link_emit(OdpNicState *s, const uint8_t *frame, size_t len)
 }
 
 /*
- * Timers are not guarded like our BHs: engage the device's re-entrancy
- * guard by hand, so a DMA (or a peer in this process) cannot reach our
- * own BAR0 from inside them either.
+ * Timers are not guarded against re-entrancy as BHs are: each timer only
+ * schedules a BH created with the device's guard, and the BH does the work
+ * (DMA, frames, completions), so nothing of ours reaches our own BAR0.
  */
-static bool odp_nic_guard_enter(OdpNicState *s)
-{
-    MemReentrancyGuard *g = &DEVICE(s)->mem_reentrancy_guard;
-    bool was = g->engaged_in_io;
-
-    g->engaged_in_io = true;
-    return was;
-}
-
-static void odp_nic_guard_leave(OdpNicState *s, bool was)
-{
-    DEVICE(s)->mem_reentrancy_guard.engaged_in_io = was;
-}
-
 static void odp_nic_link_delay_cb(void *opaque)
+{
+    OdpNicState *s = opaque;
+
+    qemu_bh_schedule(s->delay_bh);
+}
+
+static void odp_nic_link_delay_bh(void *opaque)
 {
     OdpNicState *s = opaque;
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
     OdpNicDelayed *d;
-    bool was = odp_nic_guard_enter(s);
 
     while ((d = QTAILQ_FIRST(&s->delayed)) && d->due <= now) {
         QTAILQ_REMOVE(&s->delayed, d, next);
@@ -78,7 +70,6 @@ static void odp_nic_link_delay_cb(void *opaque)
     if (d) {
         timer_mod(s->delay_timer, d->due);
     }
-    odp_nic_guard_leave(s, was);
 }
 
 /* Build and send one frame, applying the fault-injection knobs. */
@@ -313,10 +304,22 @@ static void odp_nic_link_qp_timeout(OdpNicQP *qp)
 void odp_nic_link_qp_timer(void *opaque)
 {
     OdpNicQP *qp = opaque;
-    bool was = odp_nic_guard_enter(qp->s);
 
-    odp_nic_link_qp_timeout(qp);        /* may post a CQE: DMA */
-    odp_nic_guard_leave(qp->s, was);
+    qp->timer_fired = true;             /* the timeout may post a CQE: DMA */
+    qemu_bh_schedule(qp->s->timer_bh);
+}
+
+static void odp_nic_link_timer_bh(void *opaque)
+{
+    OdpNicState *s = opaque;
+    uint32_t i;
+
+    for (i = 0; i < s->max_qps; i++) {
+        if (s->qps[i].timer_fired) {
+            s->qps[i].timer_fired = false;
+            odp_nic_link_qp_timeout(&s->qps[i]);
+        }
+    }
 }
 
 static void odp_nic_link_rx_ack(OdpNicState *s, const struct odp_nic_pkt_hdr *h)
@@ -666,6 +669,10 @@ void odp_nic_link_realize(OdpNicState *s, DeviceState *dev)
 {
     QTAILQ_INIT(&s->delayed);
     s->delay_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, odp_nic_link_delay_cb, s);
+    s->delay_bh = qemu_bh_new_guarded(odp_nic_link_delay_bh, s,
+                                      &dev->mem_reentrancy_guard);
+    s->timer_bh = qemu_bh_new_guarded(odp_nic_link_timer_bh, s,
+                                      &dev->mem_reentrancy_guard);
     s->link_payload = g_malloc(ODP_NIC_LINK_MTU_MAX);
     s->link_frame = g_malloc(FRAME_MAX);
     qemu_macaddr_default_if_unset(&s->conf.macaddr);
@@ -681,6 +688,8 @@ void odp_nic_link_reset(OdpNicState *s)
 
     if (s->delay_timer) {
         timer_del(s->delay_timer);
+        qemu_bh_cancel(s->delay_bh);
+        qemu_bh_cancel(s->timer_bh);    /* the QPs' fired flags are cleared too */
     }
     QTAILQ_FOREACH_SAFE(d, &s->delayed, next, tmp) {
         QTAILQ_REMOVE(&s->delayed, d, next);
@@ -720,6 +729,11 @@ void odp_nic_link_finalize(OdpNicState *s)
 {
     timer_free(s->delay_timer);
     s->delay_timer = NULL;
+    if (s->delay_bh) {
+        qemu_bh_delete(s->delay_bh);
+        qemu_bh_delete(s->timer_bh);
+        s->delay_bh = s->timer_bh = NULL;
+    }
     g_free(s->link_payload);
     s->link_payload = NULL;
     g_free(s->link_frame);

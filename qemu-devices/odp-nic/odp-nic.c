@@ -404,7 +404,7 @@ static void odp_nic_cmd_bh(void *opaque)
 
 /* ---- BAR0 ----------------------------------------------------------- */
 
-static uint64_t odp_nic_mmio_read(void *opaque, hwaddr addr, unsigned size)
+static uint64_t odp_nic_mmio_read_reg(void *opaque, hwaddr addr)
 {
     OdpNicState *s = opaque;
     const uint8_t *mac = s->conf.macaddr.a;
@@ -487,23 +487,29 @@ static void odp_nic_qp_doorbell(OdpNicState *s, hwaddr off, uint32_t val)
     OdpNicQP *qp = odp_nic_qp(s, qpn);
 
     if (!qp) {
-        qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: doorbell of QP %u\n", qpn);
+        ODP_NIC_GUEST_ERR(odp_nic_err_db_no_qp, "doorbell of QP %u, not created",
+                          qpn);
         return;
     }
     switch (off & (ODP_NIC_DB_QP_STRIDE - 1)) {
     case ODP_NIC_DB_SQ_PI:
         if (!odp_nic_index_ok(val, qp->sq_ci, 1u << qp->sq_log, true)) {
-            qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: SQ %u overrun\n", qpn);
+            ODP_NIC_GUEST_ERR(odp_nic_err_db_sq, "SQ %u pi %u ci %u size %u",
+                              qpn, val, qp->sq_ci, 1u << qp->sq_log);
             return;
         }
+        trace_odp_nic_db_sq(qpn, val);
         qp->sq_pi = val;
         break;
     case ODP_NIC_DB_RQ_PI:
         if (qp->rq_log == 0 ||
             !odp_nic_index_ok(val, qp->rq_ci, 1u << qp->rq_log, true)) {
-            qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: RQ %u overrun\n", qpn);
+            ODP_NIC_GUEST_ERR(odp_nic_err_db_rq, "RQ %u pi %u ci %u size %u",
+                              qpn, val, qp->rq_ci,
+                              qp->rq_log ? 1u << qp->rq_log : 0);
             return;
         }
+        trace_odp_nic_db_rq(qpn, val);
         qp->rq_pi = val;
         /* Loopback senders waiting for a receive buffer may go on. */
         for (i = 0; i < s->max_qps; i++) {
@@ -518,12 +524,15 @@ static void odp_nic_qp_doorbell(OdpNicState *s, hwaddr off, uint32_t val)
     odp_nic_kick(s);
 }
 
-static void odp_nic_ring_doorbell(OdpNicRing *r, uint32_t val)
+/* @num: the CQ number, or UINT32_MAX for the EQ (traces only). */
+static void odp_nic_ring_doorbell(OdpNicRing *r, uint32_t num, uint32_t val)
 {
     if (!r->valid || !odp_nic_index_ok(val, r->pi, odp_nic_ring_size(r), false)) {
-        qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: bad CQ/EQ consumer index\n");
+        ODP_NIC_GUEST_ERR(odp_nic_err_db_ring, "ring %d ci %u pi %u valid %d",
+                          (int)num, val, r->pi, r->valid);
         return;
     }
+    trace_odp_nic_db_ring((int)num, val);
     r->ci = val;
     if (r->ci == r->pi) {
         r->overflowed = false;
@@ -532,11 +541,8 @@ static void odp_nic_ring_doorbell(OdpNicRing *r, uint32_t val)
 
 static void odp_nic_reset_state(OdpNicState *s);
 
-static void odp_nic_mmio_write(void *opaque, hwaddr addr, uint64_t val,
-                               unsigned size)
+static void odp_nic_mmio_write_reg(OdpNicState *s, hwaddr addr, uint64_t val)
 {
-    OdpNicState *s = opaque;
-
     if (addr >= ODP_NIC_DB_QP_BASE &&
         addr < ODP_NIC_DB_QP_BASE + ODP_NIC_DB_QP_STRIDE * s->max_qps) {
         odp_nic_qp_doorbell(s, addr - ODP_NIC_DB_QP_BASE, val);
@@ -545,14 +551,15 @@ static void odp_nic_mmio_write(void *opaque, hwaddr addr, uint64_t val,
     if (addr >= ODP_NIC_DB_CQ_BASE &&
         addr < ODP_NIC_DB_CQ_BASE + ODP_NIC_DB_CQ_STRIDE * s->max_cqs) {
         if (!(addr & 7)) {
-            odp_nic_ring_doorbell(&s->cqs[(addr - ODP_NIC_DB_CQ_BASE) / 8],
-                                  val);
+            uint32_t cqn = (addr - ODP_NIC_DB_CQ_BASE) / ODP_NIC_DB_CQ_STRIDE;
+
+            odp_nic_ring_doorbell(&s->cqs[cqn], cqn, val);
         }
         return;
     }
     switch (addr) {
     case ODP_NIC_DB_EQ:
-        odp_nic_ring_doorbell(&s->eq, val);
+        odp_nic_ring_doorbell(&s->eq, UINT32_MAX, val);
         return;
     case ODP_NIC_REG_CTRL:
         if (val & ODP_NIC_CTRL_RESET) {
@@ -570,24 +577,41 @@ static void odp_nic_mmio_write(void *opaque, hwaddr addr, uint64_t val,
         } else if (val <= ODP_NIC_CMDQ_MAX_LOG) {
             s->cmdq_log = val;
         } else {
-            qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: cmdq log %u\n",
-                          (unsigned)val);
+            ODP_NIC_GUEST_ERR(odp_nic_err_cmdq_log, "CMDQ_LOG_SIZE %" PRIu64
+                              " above %d", val, ODP_NIC_CMDQ_MAX_LOG);
         }
         s->cmdq_pi = s->cmdq_ci = 0;
         return;
     case ODP_NIC_REG_CMDQ_PI:
         if (s->cmdq_log == 0 ||
             !odp_nic_index_ok(val, s->cmdq_ci, 1u << s->cmdq_log, true)) {
-            qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: bad CMDQ_PI\n");
+            ODP_NIC_GUEST_ERR(odp_nic_err_db_cmdq, "CMDQ_PI %u ci %u log %u",
+                              (uint32_t)val, s->cmdq_ci, s->cmdq_log);
             return;
         }
+        trace_odp_nic_db_cmdq((uint32_t)val);
         s->cmdq_pi = val;
         qemu_bh_schedule(s->cmd_bh);
         return;
     default:
-        qemu_log_mask(LOG_GUEST_ERROR, "odp-nic: write to 0x%" HWADDR_PRIx
-                      "\n", addr);
+        ODP_NIC_GUEST_ERR(odp_nic_err_mmio_write, "write 0x%" PRIx64
+                          " to read-only or undefined 0x%" HWADDR_PRIx, val, addr);
     }
+}
+
+static uint64_t odp_nic_mmio_read(void *opaque, hwaddr addr, unsigned size)
+{
+    uint64_t val = odp_nic_mmio_read_reg(opaque, addr);
+
+    trace_odp_nic_mmio_read(addr, val);
+    return val;
+}
+
+static void odp_nic_mmio_write(void *opaque, hwaddr addr, uint64_t val,
+                               unsigned size)
+{
+    trace_odp_nic_mmio_write(addr, val);
+    odp_nic_mmio_write_reg(opaque, addr, val);
 }
 
 static const MemoryRegionOps odp_nic_mmio_ops = {
@@ -661,6 +685,8 @@ static void odp_nic_realize(PCIDevice *pdev, Error **errp)
                      &s->mmio);
     if (msix_init_exclusive_bar(pdev, ODP_NIC_MSIX_VECTORS, ODP_NIC_MSIX_BAR,
                                 errp)) {
+        /* Undo what realize did (the BAR goes with the device). */
+        pcie_cap_exit(pdev);
         return;
     }
     for (i = 0; i < ODP_NIC_MSIX_VECTORS; i++) {
@@ -741,22 +767,32 @@ static const VMStateDescription odp_nic_vmstate = {
     .unmigratable = 1,   /* queue and translation state is not migrated */
 };
 
-static const char *const odp_nic_counter_names[ODP_NIC_CNT_NUM] = {
-    [ODP_NIC_CNT_WRS] = "wrs",
-    [ODP_NIC_CNT_WR_ERRORS] = "wr-errors",
-    [ODP_NIC_CNT_BYTES] = "bytes",
-    [ODP_NIC_CNT_COMMANDS] = "commands",
-    [ODP_NIC_CNT_FAULTS_RAISED] = "faults-raised",
-    [ODP_NIC_CNT_FAULTS_RESOLVED] = "faults-resolved",
-    [ODP_NIC_CNT_FAULTS_FAILED] = "faults-failed",
-    [ODP_NIC_CNT_INVALIDATIONS] = "invalidations",
-    [ODP_NIC_CNT_DMA_ERRORS] = "dma-errors",
-    [ODP_NIC_CNT_LINK_TX] = "link-tx",
-    [ODP_NIC_CNT_LINK_RX] = "link-rx",
-    [ODP_NIC_CNT_LINK_DROPPED] = "link-dropped",
-    [ODP_NIC_CNT_LINK_RETRIES] = "link-retries",
-    [ODP_NIC_CNT_EQ_OVERFLOWS] = "eq-overflows",
-    [ODP_NIC_CNT_CQ_OVERFLOWS] = "cq-overflows",
+static const struct {
+    const char *name;
+    const char *desc;
+} odp_nic_counters[ODP_NIC_CNT_NUM] = {
+    [ODP_NIC_CNT_WRS] = { "wrs", "work requests completed" },
+    [ODP_NIC_CNT_WR_ERRORS] = { "wr-errors", "work requests completed in error" },
+    [ODP_NIC_CNT_BYTES] = { "bytes", "payload bytes moved" },
+    [ODP_NIC_CNT_COMMANDS] = { "commands", "commands completed" },
+    [ODP_NIC_CNT_FAULTS_RAISED] = { "faults-raised", "page-fault events raised" },
+    [ODP_NIC_CNT_FAULTS_RESOLVED] = { "faults-resolved",
+                                      "stalled QPs resumed without error" },
+    [ODP_NIC_CNT_FAULTS_FAILED] = { "faults-failed",
+                                    "stalled QPs resumed with an error" },
+    [ODP_NIC_CNT_INVALIDATIONS] = { "invalidations",
+                                    "INVALIDATE commands that cleared entries" },
+    [ODP_NIC_CNT_DMA_ERRORS] = { "dma-errors",
+                                 "DMAs the IOMMU or the bus refused" },
+    [ODP_NIC_CNT_LINK_TX] = { "link-tx", "frames sent" },
+    [ODP_NIC_CNT_LINK_RX] = { "link-rx", "frames accepted" },
+    [ODP_NIC_CNT_LINK_DROPPED] = { "link-dropped",
+                                   "frames dropped (bad, unexpected, or injected)" },
+    [ODP_NIC_CNT_LINK_RETRIES] = { "link-retries",
+                                   "messages resent after a timeout or RNR" },
+    [ODP_NIC_CNT_EQ_OVERFLOWS] = { "eq-overflows", "events lost to a full EQ" },
+    [ODP_NIC_CNT_CQ_OVERFLOWS] = { "cq-overflows",
+                                   "completions lost to a full CQ" },
 };
 
 static bool odp_nic_get_link_down(Object *obj, Error **errp)
@@ -785,22 +821,37 @@ static void odp_nic_instance_init(Object *obj)
     int i;
 
     for (i = 0; i < ODP_NIC_CNT_NUM; i++) {
-        object_property_add_uint64_ptr(obj, odp_nic_counter_names[i],
+        object_property_add_uint64_ptr(obj, odp_nic_counters[i].name,
                                        &s->cnt[i], OBJ_PROP_FLAG_READ);
+        object_property_set_description(obj, odp_nic_counters[i].name,
+                                        odp_nic_counters[i].desc);
     }
+    /* Fault injection (docs/devices/odp-nic.md, "Fault injection"). */
     object_property_add_bool(obj, "fault-all-accesses",
                              odp_nic_get_fault_all, odp_nic_set_fault_all);
+    object_property_set_description(obj, "fault-all-accesses",
+        "every region access faults once per WR, mapped or not");
     object_property_add_uint32_ptr(obj, "fail-next-dma", &s->fail_next_dma,
                                    OBJ_PROP_FLAG_READWRITE);
+    object_property_set_description(obj, "fail-next-dma",
+        "this many next data DMAs fail as the IOMMU would refuse them");
     object_property_add_bool(obj, "link-down", odp_nic_get_link_down,
                              odp_nic_set_link_down);
+    object_property_set_description(obj, "link-down",
+        "the link is down: nothing is sent or received");
     object_property_add_uint32_ptr(obj, "link-drop-next", &s->link_drop_next,
                                    OBJ_PROP_FLAG_READWRITE);
+    object_property_set_description(obj, "link-drop-next",
+        "drop this many next outgoing frames");
     object_property_add_uint64_ptr(obj, "link-delay-ns", &s->link_delay_ns,
                                    OBJ_PROP_FLAG_READWRITE);
+    object_property_set_description(obj, "link-delay-ns",
+        "hold each outgoing frame this long (virtual clock)");
     object_property_add_uint32_ptr(obj, "link-corrupt-next",
                                    &s->link_corrupt_next,
                                    OBJ_PROP_FLAG_READWRITE);
+    object_property_set_description(obj, "link-corrupt-next",
+        "flip a payload bit of this many next outgoing frames (bad CRC)");
 }
 
 static void odp_nic_class_init(ObjectClass *klass, const void *data)
@@ -817,26 +868,43 @@ static void odp_nic_class_init(ObjectClass *klass, const void *data)
     dc->desc = "p2plab RDMA NIC with On-Demand Paging";
     set_bit(DEVICE_CATEGORY_NETWORK, dc->categories);
     device_class_set_props(dc, odp_nic_props);
+    object_class_property_set_description(klass, "max-mrs",
+        "memory keys (regions), 1..4096");
+    object_class_property_set_description(klass, "max-qps",
+        "queue pairs, 1..256");
+    object_class_property_set_description(klass, "max-cqs",
+        "completion queues, 1..512");
+    object_class_property_set_description(klass, "max-xlt-pages",
+        "largest region, in 4 KiB pages (1..2^28)");
+    object_class_property_set_description(klass, "max-xlt-total",
+        "translation entries across all regions (>= max-xlt-pages)");
+    object_class_property_set_description(klass, "link-mtu",
+        "largest payload per link frame, 256..LINK_MTU_MAX bytes");
+    object_class_property_set_description(klass, "retry-timeout-us",
+        "link: wait this long for an answer before resending");
+    object_class_property_set_description(klass, "retry-count",
+        "link: resends before a WR ends in RETRY_EXC");
+    object_class_property_set_description(klass, "rnr-delay-us",
+        "link: wait this long after a receiver-not-ready answer");
+    object_class_property_set_description(klass, "rnr-retry-count",
+        "link: RNR answers before a WR ends in RNR_RETRY_EXC");
     device_class_set_legacy_reset(dc, odp_nic_qdev_reset);
     dc->vmsd = &odp_nic_vmstate;
 }
 
-static const TypeInfo odp_nic_info = {
-    .name = TYPE_ODP_NIC,
-    .parent = TYPE_PCI_DEVICE,
-    .instance_size = sizeof(OdpNicState),
-    .instance_init = odp_nic_instance_init,
-    .instance_finalize = odp_nic_finalize,
-    .class_init = odp_nic_class_init,
-    .interfaces = (InterfaceInfo[]) {
-        { INTERFACE_PCIE_DEVICE },
-        { }
+static const TypeInfo odp_nic_types[] = {
+    {
+        .name = TYPE_ODP_NIC,
+        .parent = TYPE_PCI_DEVICE,
+        .instance_size = sizeof(OdpNicState),
+        .instance_init = odp_nic_instance_init,
+        .instance_finalize = odp_nic_finalize,
+        .class_init = odp_nic_class_init,
+        .interfaces = (const InterfaceInfo[]) {
+            { INTERFACE_PCIE_DEVICE },
+            { }
+        },
     },
 };
 
-static void odp_nic_register_types(void)
-{
-    type_register_static(&odp_nic_info);
-}
-
-type_init(odp_nic_register_types)
+DEFINE_TYPES(odp_nic_types)

@@ -14,10 +14,23 @@
 #include "hw/pci/pci_device.h"
 #include "net/net.h"
 #include "qemu/timer.h"
-#include "../include/p2plab/odp_nic_hw.h"
+#include "qemu/log.h"
+#include "p2plab/odp_nic_hw.h"
 
 #define TYPE_ODP_NIC "odp-nic"
 OBJECT_DECLARE_SIMPLE_TYPE(OdpNicState, ODP_NIC)
+
+/*
+ * A guest mistake: one trace event (always) and one -d guest_errors line,
+ * as hw/nvme's NVME_GUEST_ERR.  TRACE names the event without its trace_
+ * prefix; the arguments feed both.
+ */
+#define ODP_NIC_GUEST_ERR(trace, fmt, ...)                                  \
+    do {                                                                    \
+        (trace_##trace)(__VA_ARGS__);                                       \
+        qemu_log_mask(LOG_GUEST_ERROR, #trace " in %s: " fmt "\n",          \
+                      __func__, ## __VA_ARGS__);                            \
+    } while (0)
 
 /* Hard caps on the sizing properties (doorbell pages, key index width). */
 #define ODP_NIC_MAX_MRS_CAP     4096
@@ -92,6 +105,7 @@ typedef struct OdpNicQP {
     uint32_t rnr_retries;
     uint32_t link_status;       /* ODP_NIC_PKT_ST_* of the last answer */
     QEMUTimer *timer;
+    bool timer_fired;           /* expired: timer_bh runs its timeout */
 
     /* Link responder: the message being received from the peer. */
     uint32_t rx_msn;
@@ -121,6 +135,7 @@ struct OdpNicState {
 
     MemoryRegion mmio;
     QEMUBH *cmd_bh;
+    QEMUBH *timer_bh;           /* QP timeouts, out of timer context */
     QEMUBH *work_bh;
     NICState *nic;
     NICConf conf;
@@ -157,6 +172,7 @@ struct OdpNicState {
     QTAILQ_HEAD(, OdpNicDelayed) delayed;
     uint32_t ndelayed;
     QEMUTimer *delay_timer;
+    QEMUBH *delay_bh;           /* sends the delayed frames that are due */
     uint8_t *link_payload;      /* one segment's payload */
     uint8_t *link_frame;        /* the frame being built */
     uint8_t link_rx_hdr[sizeof(struct odp_nic_pkt_hdr)];

@@ -34,7 +34,7 @@
 #include "system/hostmem.h"
 #include "system/kvm.h"
 #include "hw/virtio/vhost.h"
-#include "../include/p2plab/p2p_gpu_hw.h"
+#include "p2plab/p2p_gpu_hw.h"
 #include "trace.h"
 
 #define TYPE_P2P_GPU "p2p-gpu"
@@ -1303,23 +1303,19 @@ static void p2p_gpu_class_init(ObjectClass *klass, const void *data)
     set_bit(DEVICE_CATEGORY_DISPLAY, dc->categories);
 }
 
-static void p2p_gpu_register_types(void)
-{
-    static InterfaceInfo interfaces[] = {
-        { INTERFACE_PCIE_DEVICE },
-        { },
-    };
-    static const TypeInfo p2p_gpu_info = {
+static const TypeInfo p2p_gpu_types[] = {
+    {
         .name = TYPE_P2P_GPU,
         .parent = TYPE_PCI_DEVICE,
         .instance_size = sizeof(P2pGpuState),
         .instance_init = p2p_gpu_instance_init,
         .instance_finalize = p2p_gpu_instance_finalize,
         .class_init = p2p_gpu_class_init,
-        .interfaces = interfaces,
-    };
+        .interfaces = (const InterfaceInfo[]) {
+            { INTERFACE_PCIE_DEVICE },
+            { }
+        },
+    },
+};
 
-    type_register_static(&p2p_gpu_info);
-}
-
-type_init(p2p_gpu_register_types)
+DEFINE_TYPES(p2p_gpu_types)

@@ -21,9 +21,9 @@ from . import paths
 from .errors import ScenarioError
 from .logsetup import setup_logging
 from .progress import Progress
-from .results import RunResult, ScenarioResult, write_json, write_junit
+from .results import RunResult, ScenarioResult, axis_table, write_json, write_junit
 from .runner import RunOptions, run_scenario
-from .scenario import LoadedScenario, load_scenario
+from .scenario import LoadedScenario, load_scenarios
 from .schema import Scenario
 from .vm import kill_all_now
 
@@ -39,7 +39,7 @@ def _load_all(files: Sequence[str]) -> list[LoadedScenario]:
     problems = []
     for f in files:
         try:
-            loaded.append(load_scenario(Path(f)))
+            loaded.extend(load_scenarios(Path(f)))
         except ScenarioError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -96,6 +96,12 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
                 print(f"{r.name}: {step.name}: " + ", ".join(
                     f"{k}={v}" for k, v in step.metrics.items()))
         print(f"{r.name}: {r.status} - results in {r.run_dir or '(not run)'}")
+    if any(r.axes for r in run.scenarios):
+        table = axis_table(run.scenarios)
+        out = opts.artifacts / f"{time.strftime('%Y%m%d-%H%M%S')}-matrix-summary.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
+        print(f"\n{table}matrix summary: {out}")
     return EXIT_OK if run.status == "passed" else EXIT_FAILED
 
 
@@ -141,9 +147,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     loaded = _load_all(args.scenarios)
+    by_file: dict[Path, list[LoadedScenario]] = {}
     for ls in loaded:
-        sc = ls.scenario
-        print(f"{ls.path}: ok ({ls.name}: {len(sc.machines)} machine(s), {len(sc.steps)} steps)")
+        by_file.setdefault(ls.path, []).append(ls)
+    for path, cells in by_file.items():
+        sc = cells[0].scenario
+        if cells[0].axes:
+            print(f"{path}: ok ({cells[0].name.split('[')[0]}: a matrix of {len(cells)} cells, "
+                  f"{len(sc.machines)} machine(s), {len(sc.steps)} steps each)")
+        else:
+            print(f"{path}: ok ({cells[0].name}: {len(sc.machines)} machine(s), "
+                  f"{len(sc.steps)} steps)")
     return EXIT_OK
 
 
@@ -153,12 +167,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     width = max((len(f.stem) for f in files), default=0)
     for f in files:
         try:
-            ls = load_scenario(f)
-            lines = ls.scenario.description.strip().splitlines()
-            desc = lines[0] if lines else ""
-            print(f"{ls.name:<{width}}  {desc}")
+            cells = load_scenarios(f)
         except ScenarioError as exc:
             print(f"{f.stem:<{width}}  (invalid: {exc.problems[0]})")
+            continue
+        lines = cells[0].scenario.description.strip().splitlines()
+        desc = lines[0] if lines else ""
+        name = cells[0].name.split("[")[0] if cells[0].axes else cells[0].name
+        more = f" [matrix: {len(cells)} cells]" if cells[0].axes else ""
+        print(f"{name:<{width}}  {desc}{more}")
+        if args.expand and cells[0].axes:
+            for c in cells:
+                print(f"  {c.name}")
     return EXIT_OK
 
 
@@ -209,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list scenarios with their descriptions")
     ls.add_argument("--dir", help="directory to list (default: the repo's scenarios/)")
+    ls.add_argument("--expand", action="store_true", help="list each matrix's cells")
     ls.set_defaults(func=cmd_list)
 
     s = sub.add_parser("schema", help="print the scenario JSON Schema")

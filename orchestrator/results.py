@@ -92,6 +92,8 @@ class ScenarioResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     steps: list[StepResult] = field(default_factory=list)
+    # A matrix cell's axis values (empty for a plain scenario).
+    axes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,8 +124,38 @@ class RunResult:
             "duration": round(self.duration, 3),
             "status": self.status,
             "summary": {"total": len(self.scenarios), **counts},
+            **({"by_axis": by_axis(self.scenarios)} if any(s.axes for s in self.scenarios)
+               else {}),
             "scenarios": [asdict(s) for s in self.scenarios],
         }
+
+
+def by_axis(results: list[ScenarioResult]) -> dict[str, dict[str, dict[str, int]]]:
+    """Matrix cells counted by axis value: axis -> value -> {passed, total}."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for r in results:
+        for axis, value in r.axes.items():
+            cell = out.setdefault(axis, {}).setdefault(str(value), {"passed": 0, "total": 0})
+            cell["total"] += 1
+            cell["passed"] += r.status == "passed"
+    return out
+
+
+def axis_table(results: list[ScenarioResult]) -> str:
+    """The pass/fail summary of a matrix run, by axis value, as plain text."""
+    table = by_axis(results)
+    rows = [("axis", "value", "passed", "failed")]
+    for axis, values in table.items():
+        for value, c in values.items():
+            rows.append((axis, value, str(c["passed"]), str(c["total"] - c["passed"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = [r.name for r in results if r.axes and r.status != "passed"]
+    if failed:
+        lines += ["", "failed cells:", *(f"  {n}" for n in failed)]
+    return "\n".join(lines) + "\n"
 
 
 def write_json(result: RunResult | ScenarioResult, path: Path) -> None:
@@ -165,6 +197,8 @@ def junit_xml(run: RunResult) -> ET.ElementTree[ET.Element]:
                 for cname, value in counters.items():
                     ET.SubElement(props, "property", name=f"counter.{vm}.{dev}.{cname}",
                                   value=str(value))
+        for axis, value in sc.axes.items():
+            ET.SubElement(props, "property", name=f"axis.{axis}", value=str(value))
         ET.SubElement(props, "property", name="run_dir", value=sc.run_dir)
         if not sc.steps:
             case = ET.SubElement(suite, "testcase", classname=sc.name, name="setup", time="0")

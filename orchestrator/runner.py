@@ -90,7 +90,7 @@ def _phase(opts: RunOptions, scenario: str, text: str) -> None:
 async def run_scenario(loaded: LoadedScenario, opts: RunOptions) -> ScenarioResult:
     """Run one scenario to completion; never leaves a QEMU running."""
     sc = loaded.scenario
-    result = ScenarioResult(loaded.name, str(loaded.path))
+    result = ScenarioResult(loaded.name, str(loaded.path), axes=dict(loaded.axes))
     t0 = time.monotonic()
     run_dir = new_run_dir(opts.artifacts, re.sub(r"[^\w.-]", "_", loaded.name))
     result.run_dir = str(run_dir)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from . import matrix
 from .errors import Problem, ScenarioError
 from .schema import (
     MAX_LAN_MACHINES,
@@ -26,6 +27,7 @@ from .schema import (
     FaultStep,
     JoinStep,
     Machine,
+    Matrix,
     Scenario,
     Switch,
     ValueRef,
@@ -39,11 +41,15 @@ BUILTIN_BUSES = frozenset({"pcie.0"})
 
 @dataclass(frozen=True)
 class LoadedScenario:
-    """A validated scenario, its name, and where it came from."""
+    """A validated scenario, its name, and where it came from.
+
+    A matrix cell's name is ``NAME[axis=value,...]`` and ``axes`` holds its values.
+    """
 
     scenario: Scenario
     name: str
     path: Path
+    axes: dict[str, Any] = field(default_factory=dict)
 
 
 def _doc_path(data: Any, loc: Sequence[str | int]) -> tuple[DocPath, str | None]:
@@ -336,11 +342,11 @@ def _cross_check(sc: Scenario, smap: SourceMap) -> list[Problem]:
     return problems
 
 
-def parse_scenario(text: str, file: str) -> LoadedScenario:
-    """Validate scenario text; ``file`` is used for messages and the default name."""
-    data, smap = load_yaml(text, file)
-    if not isinstance(data, dict):
-        raise ScenarioError([smap.problem((), "a scenario is a mapping (name, machines, steps)")])
+class _MatrixDoc(BaseModel):
+    matrix: Matrix
+
+
+def _validated(data: dict[str, Any], smap: SourceMap) -> Scenario:
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -348,10 +354,64 @@ def parse_scenario(text: str, file: str) -> LoadedScenario:
     problems = _cross_check(sc, smap)
     if problems:
         raise ScenarioError(problems)
-    name = sc.name or Path(file).stem
-    return LoadedScenario(sc, name, Path(file))
+    return sc
+
+
+def parse_scenarios(text: str, file: str) -> list[LoadedScenario]:
+    """Validate scenario text: one scenario, or every cell of its matrix."""
+    data, smap = load_yaml(text, file)
+    if not isinstance(data, dict):
+        raise ScenarioError([smap.problem((), "a scenario is a mapping (name, machines, steps)")])
+    name = data.get("name") if isinstance(data.get("name"), str) else None
+    base = name or Path(file).stem
+    if "matrix" not in data:
+        sc = _validated(data, smap)
+        return [LoadedScenario(sc, sc.name or base, Path(file))]
+    try:
+        mdoc = _MatrixDoc.model_validate({"matrix": data["matrix"]})
+    except ValidationError as exc:
+        raise ScenarioError(_schema_problems(exc, {"matrix": data["matrix"]}, smap)) from exc
+    mdata = mdoc.matrix.model_dump(by_alias=True)
+    out: list[LoadedScenario] = []
+    problems: list[Problem] = []
+    for cell in matrix.cells(mdata, smap):
+        doc, marks = matrix.apply(data, mdata, cell, base, smap)
+        try:
+            sc = _validated(doc, smap)
+        except ScenarioError as exc:
+            problems += [_in_cell(p, base + cell.label, marks, smap) for p in exc.problems]
+            continue
+        out.append(LoadedScenario(sc, base + cell.label, Path(file), cell.as_dict()))
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _in_cell(p: Problem, cell: str, marks: dict[str, DocPath], smap: SourceMap) -> Problem:
+    """A cell's problem: named by its cell, and located at the matrix value that
+    set the field when it lies in one."""
+    for place, mark in marks.items():
+        if p.path == place or p.path.startswith((place + ".", place + "[")):
+            line, col = smap.locate(mark)
+            return Problem(p.file, line, col, p.path,
+                           f"cell {cell}: {p.message} (the value comes from the matrix)")
+    return Problem(p.file, p.line, p.column, p.path, f"cell {cell}: {p.message}")
+
+
+def parse_scenario(text: str, file: str) -> LoadedScenario:
+    """Validate scenario text that has no matrix; ``file`` names it in messages."""
+    loaded = parse_scenarios(text, file)
+    if len(loaded) != 1 or loaded[0].axes:
+        raise ScenarioError([Problem(file, 1, 1, "matrix", "a matrix scenario makes several "
+                                     "scenarios: load it with parse_scenarios")])
+    return loaded[0]
+
+
+def load_scenarios(path: Path) -> list[LoadedScenario]:
+    """Read and validate one scenario file: its scenario, or its matrix's cells."""
+    return parse_scenarios(read_source(path), str(path))
 
 
 def load_scenario(path: Path) -> LoadedScenario:
-    """Read and validate one scenario file."""
+    """Read and validate one scenario file that has no matrix."""
     return parse_scenario(read_source(path), str(path))

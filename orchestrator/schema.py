@@ -700,6 +700,54 @@ class KnownReport(Strict):
         return _check_regex(v)
 
 
+# ---------------------------------------------------------------- matrices
+
+MAX_AXES = 8
+MAX_AXIS_VALUES = 64
+
+
+class MatrixAxis(Strict):
+    """One axis: the field it sets (a path) and the values it takes."""
+
+    set_: str = Field(alias="set", max_length=512, description=(
+        "the field this axis sets in every cell: dotted keys, with [*], [N] or [NAME] on "
+        "lists, e.g. machines[*].kernel, machines[vm0].devices[gpu0].props.bar-size"))
+    values: list[Any] = Field(min_length=1, max_length=MAX_AXIS_VALUES)
+
+    @field_validator("set_")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        from .matrix import parse_path  # the path grammar lives with the expansion
+
+        try:
+            parse_path(v)
+        except ValueError as exc:
+            raise ValueError(f"not a path: {exc}") from exc
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _distinct(cls, v: list[Any]) -> list[Any]:
+        seen: list[Any] = []
+        for x in v:
+            if x in seen:
+                raise ValueError(f"{x!r} is listed twice")
+            seen.append(x)
+        return v
+
+
+class Matrix(Strict):
+    """Named axes whose product (less ``exclude``, plus ``include``) makes the cells."""
+
+    axes: dict[Identifier, MatrixAxis] = Field(min_length=1, max_length=MAX_AXES)
+    exclude: list[dict[Identifier, Any]] = Field(
+        default_factory=list, max_length=MAX_LIST,
+        description="drop every cell whose values match all of an entry's")
+    include: list[dict[Identifier, Any]] = Field(
+        default_factory=list, max_length=MAX_LIST,
+        description="add a cell (after the excludes) unless it is already there")
+
+
 class Scenario(Strict):
     """A scenario: machines, links between them, and the steps to run."""
 
@@ -722,6 +770,11 @@ class Scenario(Strict):
         default_factory=list, max_length=MAX_LIST,
         description="kernel reports (WARN, lockdep, KASAN ...) that do not fail the run; "
                     "each is still recorded in results with its reason",
+    )
+    matrix: Matrix | None = Field(
+        default=None,
+        description="run this scenario once per cell of a matrix of named axes, each "
+                    "setting one field; cells are named NAME[axis=value,...]",
     )
     management_lan: ManagementLAN | None = Field(
         default=None,

@@ -1,8 +1,8 @@
 """Every scenario shipped in scenarios/ runs green: a scenario that rots fails CI.
 
 hmm-selftest, two-vms, management-lan, client-server, the p2pgpu scenarios, the
-odpnic ones and rdma-userspace have dedicated tests that look deeper (on every
-kernel, or every release kernel); the rest run here.
+odpnic ones, rdma-userspace and the ReBAR matrix have dedicated tests that look
+deeper (on every kernel, or every release kernel); the rest run here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ COVERED_ELSEWHERE = {"hmm-selftest.yaml", "two-vms.yaml", "management-lan.yaml",
                      "rdma-devinfo.yaml", "rdma-pingpong.yaml", "perftest-odp.yaml",
                      "odp-invalidate.yaml", "dmabuf-mr.yaml",
                      # tests/integration/test_rdma_userspace.py
-                     "rdma-userspace.yaml"}
+                     "rdma-userspace.yaml",
+                     # tests/integration/test_matrix.py
+                     "p2p-gpu-rebar-matrix.yaml",
+                     # Not in make test: its four hmm-selftest runs take ~10 min of TCG;
+                     # test_hmm_selftest.py covers both kernels with intel-iommu.
+                     "hmm-selftest-matrix.yaml"}
 SCENARIOS = sorted(p.name for p in (REPO / "scenarios").glob("*.yaml")
                    if p.name not in COVERED_ELSEWHERE and not p.name.startswith("p2pgpu-"))
 

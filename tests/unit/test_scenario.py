@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ScenarioError
-from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.scenario import load_scenario, load_scenarios, parse_scenario
 from orchestrator.schema import (
     AssertStep,
     ExecStep,
@@ -31,9 +31,9 @@ steps:
 
 @pytest.mark.parametrize("path", sorted((REPO / "scenarios").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_scenarios_validate(path: Path) -> None:
-    loaded = load_scenario(path)
-    assert loaded.name
-    assert loaded.scenario.steps
+    for loaded in load_scenarios(path):    # one, or a matrix's cells
+        assert loaded.name
+        assert loaded.scenario.steps
 
 
 def test_hmm_selftest_shape() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -18,13 +19,14 @@ from pathlib import Path
 import structlog
 
 from . import paths
-from .errors import ScenarioError
+from .cluster import run_on_cluster
+from .errors import P2PLabError, ScenarioError
 from .logsetup import setup_logging
 from .progress import Progress
 from .results import RunResult, ScenarioResult, axis_table, write_json, write_junit
 from .runner import RunOptions, run_scenario
 from .scenario import LoadedScenario, load_scenarios
-from .schema import Scenario
+from .schema import Scenario, size_bytes
 from .vm import kill_all_now
 
 log = structlog.get_logger(__name__)
@@ -57,7 +59,24 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
     )
     run = RunResult()
     t0 = time.monotonic()
-    sem = asyncio.Semaphore(max(1, args.jobs))
+    if args.cluster:
+        try:
+            run.scenarios = await run_on_cluster(
+                args.cluster, loaded, args.kernel, opts.artifacts,
+                kill_worker_once=os.environ.get("P2PLAB_TEST_KILL_WORKER_ONCE"),
+                on_done=progress.done)
+        except P2PLabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            run.duration = time.monotonic() - t0
+            if args.json:
+                write_json(run, Path(args.json))
+            if args.junit:
+                write_junit(run, Path(args.junit))
+        return _report(run, opts)
+    jobs = args.jobs or auto_jobs(loaded)
+    sem = asyncio.Semaphore(max(1, jobs))
     stop = asyncio.Event()
     results: list[ScenarioResult | None] = [None] * len(loaded)
 
@@ -90,6 +109,29 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
             write_json(run, Path(args.json))
         if args.junit:
             write_junit(run, Path(args.junit))
+    return _report(run, opts)
+
+
+def auto_jobs(loaded: list[LoadedScenario]) -> int:
+    """Scenarios at once when -j is not given: one per core, as memory allows
+    (each needs its machines' RAM, plus QEMU's own), and says what it chose."""
+    cores = os.cpu_count() or 1
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        avail = 0
+    need = max((sum(size_bytes(m.memory) if isinstance(m.memory, str) else m.memory << 20
+                    for m in ls.scenario.machines) + len(ls.scenario.machines) * (256 << 20)
+                for ls in loaded), default=1 << 30)
+    jobs = max(1, min(cores, len(loaded), avail // need if avail else cores))
+    if len(loaded) > 1:
+        print(f"running {jobs} scenario(s) at once: {cores} cores, "
+              f"{avail >> 30} GiB free, up to {need >> 20} MiB each (-j N to choose)",
+              file=sys.stderr)
+    return jobs
+
+
+def _report(run: RunResult, opts: RunOptions) -> int:
     for r in run.scenarios:
         for step in r.steps:
             if step.kind == "exec" and step.metrics:
@@ -212,7 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run scenarios")
     r.add_argument("scenarios", nargs="+", metavar="SCENARIO")
-    r.add_argument("-j", "--jobs", type=int, default=1, help="scenarios to run at once")
+    r.add_argument("-j", "--jobs", type=int, default=0,
+                   help="scenarios (or matrix cells) to run at once; default: one per core "
+                        "as memory allows")
+    r.add_argument("--cluster", metavar="ADDRESS",
+                   help="run every scenario or cell as a task on this Dask scheduler "
+                        "(tcp://HOST:8786); workers run them with their own build")
     r.add_argument("--json", metavar="FILE", help="write all results as JSON")
     r.add_argument("--junit", metavar="FILE", help="write all results as JUnit XML")
     r.add_argument("--artifacts", metavar="DIR", help="where run directories go (build/runs)")

@@ -94,6 +94,10 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     # A matrix cell's axis values (empty for a plain scenario).
     axes: dict[str, Any] = field(default_factory=dict)
+    # On a cluster: the worker that ran it, and every worker that took it (a
+    # worker that died mid-cell is in the list before the one that finished).
+    worker: str = ""
+    attempts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +203,9 @@ def junit_xml(run: RunResult) -> ET.ElementTree[ET.Element]:
                                   value=str(value))
         for axis, value in sc.axes.items():
             ET.SubElement(props, "property", name=f"axis.{axis}", value=str(value))
+        if sc.worker:
+            ET.SubElement(props, "property", name="worker", value=sc.worker)
+            ET.SubElement(props, "property", name="attempts", value=" | ".join(sc.attempts))
         ET.SubElement(props, "property", name="run_dir", value=sc.run_dir)
         if not sc.steps:
             case = ET.SubElement(suite, "testcase", classname=sc.name, name="setup", time="0")

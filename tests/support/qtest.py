@@ -7,6 +7,7 @@ and writes (device counters, fault-injection properties).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -59,6 +60,7 @@ class QTest:
         self.irqs: list[str] = []
         self.ncmds = 0                  # qtest round trips so far (benchmarks)
         self.qmp_client: QEMUMonitorProtocol | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle --------------------------------------------------------
     def start(self) -> QTest:
@@ -66,6 +68,11 @@ class QTest:
         listener.bind(str(self.qtest_path))
         listener.listen(1)
         listener.settimeout(self.timeout)
+        # qemu.qmp's legacy client runs on "this thread's event loop" and never
+        # closes it: give it one of its own, closed in close(), so no loop is
+        # orphaned (and warns) when a later asyncio.run() resets the thread's.
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
         qmp = QEMUMonitorProtocol(str(self.qmp_path), server=True)
         args = [
             str(self.qemu), "-machine", self.machine, "-accel", "qtest", "-nodefaults",
@@ -97,6 +104,11 @@ class QTest:
             with contextlib.suppress(EOFError, OSError):
                 self.qmp_client.close()
             self.qmp_client = None
+        loop, self.loop = getattr(self, "loop", None), None
+        if loop is not None:
+            # Another QTest of this thread keeps its own loop (its client holds it).
+            asyncio.set_event_loop(None)
+            loop.close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -5,10 +5,10 @@
     build/guest/7.2/        the default kernel (build/guest/default -> 7.2)
     build/guest/6.12/       the LTS kernel
     build/guest/7.2-debug/  the debug flavour (make kernel-debug)
-      bzImage vmlinux initramfs.cpio.gz kernel.json kernel-build/ ...
+      bzImage vmlinux initramfs.cpio kernel.json kernel-build/ ...
 
 A machine's ``kernel:`` is either such a name or a path: a directory laid out
-like those, or a kernel image (with ``initramfs.cpio.gz`` beside it, else the
+like those, or a kernel image (with ``initramfs.cpio`` beside it, else the
 default kernel's).  ``kernel.json`` (written by ``scripts/build-kernel.sh``)
 says which source really went in, including a fallback notice when Debian no
 longer served the pinned series.
@@ -35,7 +35,7 @@ DEFAULT = "default"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 KERNEL_FILES = ("vmlinux", "bzImage")
 DEBUG_TIMEOUT_SCALE = 4.0
-INITRD = "initramfs.cpio.gz"
+INITRD = "initramfs.cpio"
 
 
 @dataclass(frozen=True)

@@ -64,14 +64,14 @@ def _initrd(tmp: Path) -> Path:
                            capture_output=True, check=True).stdout
     out = tmp / "initrd.gz"
     gz = subprocess.run(["gzip", "-1"], input=extra, capture_output=True, check=True).stdout
-    out.write_bytes((GUEST / "initramfs.cpio.gz").read_bytes() + gz)
+    out.write_bytes((GUEST / "initramfs.cpio").read_bytes() + gz)
     return out
 
 
 @pytest.mark.integration
 def test_linux_resizes_bar2_through_sysfs(tmp_path: Path) -> None:
     require(GUEST / "bzImage", "kernel")
-    require(GUEST / "initramfs.cpio.gz", "guest")
+    require(GUEST / "initramfs.cpio", "guest")
     res = subprocess.run(
         [str(QEMU), "-machine", "q35", "-accel", "tcg", "-m", "512M", "-nodefaults",
          "-display", "none", "-serial", "stdio", "-no-reboot",

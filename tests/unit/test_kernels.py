@@ -20,7 +20,7 @@ def guest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, release in (("7.2", "7.2.13"), ("6.12", "6.12.117")):
         d = g / name
         d.mkdir(parents=True)
-        for f in ("bzImage", "vmlinux", "initramfs.cpio.gz"):
+        for f in ("bzImage", "vmlinux", "initramfs.cpio"):
             (d / f).write_text(f)
         (d / "kernel.json").write_text(json.dumps(
             {"name": name, "flavour": "release", "series": name, "release": release,
@@ -33,7 +33,7 @@ def test_default_is_the_default_symlink_and_vmlinux_is_preferred(guest: Path) ->
     k = kernels.resolve(None)
     assert k.name == "7.2" and k.requested == "default"
     assert k.image == guest / "7.2" / "vmlinux"
-    assert k.initrd == guest / "7.2" / "initramfs.cpio.gz"
+    assert k.initrd == guest / "7.2" / "initramfs.cpio"
     assert not k.debug
     assert k.describe("7.2.13")["booted"] == "7.2.13"
 
@@ -41,7 +41,7 @@ def test_default_is_the_default_symlink_and_vmlinux_is_preferred(guest: Path) ->
 def test_a_debug_kernel_stretches_timeouts(guest: Path) -> None:
     d = guest / "7.2-debug"
     d.mkdir()
-    for f in ("vmlinux", "initramfs.cpio.gz"):
+    for f in ("vmlinux", "initramfs.cpio"):
         (d / f).write_text(f)
     (d / "kernel.json").write_text(json.dumps({"name": "7.2-debug", "flavour": "debug"}))
     k = kernels.resolve("7.2-debug")
@@ -64,12 +64,12 @@ def test_a_path_to_an_image_takes_the_initramfs_beside_it(guest: Path, tmp_path:
     own = tmp_path / "mine"
     own.mkdir()
     (own / "bzImage").write_text("x")
-    (own / "initramfs.cpio.gz").write_text("x")
+    (own / "initramfs.cpio").write_text("x")
     k = kernels.resolve(str(own / "bzImage"))
-    assert k.image == own / "bzImage" and k.initrd == own / "initramfs.cpio.gz"
+    assert k.image == own / "bzImage" and k.initrd == own / "initramfs.cpio"
     bare = tmp_path / "bare-bzImage"
     bare.write_text("x")
-    assert kernels.resolve(str(bare)).initrd == guest / "7.2" / "initramfs.cpio.gz"
+    assert kernels.resolve(str(bare)).initrd == guest / "7.2" / "initramfs.cpio"
 
 
 def test_a_missing_path_is_an_error(guest: Path) -> None:

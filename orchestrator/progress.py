@@ -77,4 +77,5 @@ class Progress:
         extra = f"; boot to agent ready: {boots}" if boots else ""
         self._line(f"[{res.name}] {res.status.upper()} in {res.duration:.1f}s{extra}"
                    + (f": {res.message.splitlines()[0]}" if res.message else ""))
-        self._line(f"[{res.name}] results: {res.run_dir}/results.json")
+        if res.run_dir:
+            self._line(f"[{res.name}] results: {res.run_dir}/results.json")

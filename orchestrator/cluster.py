@@ -39,6 +39,7 @@ import structlog
 
 from . import kernels, paths
 from .errors import P2PLabError
+from .logsetup import setup_logging
 from .results import MachineResult, ScenarioResult, StepResult
 from .scenario import LoadedScenario, parse_scenarios
 
@@ -155,6 +156,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     from distributed import Event, get_client, get_worker
 
     worker = get_worker()
+    _worker_logging()
     where = f"{socket.gethostname()} {worker.address}"
     client = get_client()
     attempts: list[str] = [*client.get_metadata(task.attempts_key, default=[]), where]
@@ -173,6 +175,12 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         archive = pack(Path(result.run_dir)) if result.run_dir else b""
     return {"result": asdict(result), "archive": archive, "worker": where,
             "attempts": attempts}
+
+
+@functools.cache
+def _worker_logging() -> None:
+    """Once per worker process: info and above, readable (the worker's own log)."""
+    setup_logging("console")
 
 
 async def _run(loaded: LoadedScenario, kernel: str | None, artifacts: Path,

@@ -37,7 +37,13 @@ from .errors import (
 )
 from .results import RunResult, ScenarioResult, StepResult
 from .runner import RunOptions, run_scenario
-from .scenario import LoadedScenario, load_scenario, parse_scenario
+from .scenario import (
+    LoadedScenario,
+    load_scenario,
+    load_scenarios,
+    parse_scenario,
+    parse_scenarios,
+)
 from .schema import Scenario
 
 __all__ = [
@@ -62,6 +68,8 @@ __all__ = [
     "VMLaunchError",
     "VMsFailed",
     "load_scenario",
+    "load_scenarios",
     "parse_scenario",
+    "parse_scenarios",
     "run_scenario",
 ]

@@ -312,8 +312,14 @@ async def _collect(fut: Any, ls: LoadedScenario, artifacts: Path) -> ScenarioRes
     remote = res.run_dir
     local = artifacts / Path(remote).name
     if out["archive"]:
-        unpack(out["archive"], local)
-        res.run_dir = str(local)
+        try:
+            unpack(out["archive"], local)
+            res.run_dir = str(local)
+        except (tarfile.TarError, OSError) as exc:
+            # The results stand; only the logs are missing here.
+            log.warning("cell archive not unpacked", cell=ls.name, error=str(exc))
+            res.message = (res.message + "; " if res.message else "") + \
+                f"its run directory could not be unpacked here: {exc}"
     res.worker = out["worker"]
     res.attempts = out["attempts"]
     log.info("cell done", cell=ls.name, status=res.status, worker=res.worker,

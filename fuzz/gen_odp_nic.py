@@ -112,6 +112,16 @@ def _entry(op: int, args: bytes, owner: int = 1) -> bytes:
     return struct.pack("<BBBBIQ", op, 0xFF, owner, 0, 0xC0DE, 0) + args.ljust(48, b"\0")[:48]
 
 
+def _resolve(rng: random.Random) -> list[tuple[bytes, list[str]]]:
+    """UPDATE_XLT of every page of one region, then RESUME of one QP."""
+    key = rng.randrange(len(MODEL.bufs))
+    ents = MODEL.bufs[key].xlt()
+    data = b"".join(struct.pack("<Q", e) for e in ents)
+    return [(_entry(o.CMD_UPDATE_XLT, struct.pack("<IIQQ", key, len(ents), 0, MODEL.xlt)),
+             [memwrite(MODEL.xlt, data)]),
+            (_entry(o.CMD_RESUME, struct.pack("<II", rng.randrange(len(MODEL.qps)), 0)), [])]
+
+
 def _command(rng: random.Random) -> tuple[bytes, list[str]]:
     """A command queue entry, and the lines that must precede it."""
     if rng.random() < 0.5:
@@ -195,9 +205,12 @@ def ops(rng: random.Random, n: int) -> list[str]:
             m = MODEL
             continue
         if r < 0.22:                                   # commands
-            for _ in range(rng.randrange(1, 4)):
+            # Now and then, what a driver does after a fault: map a whole
+            # region, then resume a QP (so the stalled paths run to the end).
+            batch = _resolve(rng) if rng.random() < 0.15 else \
+                [_command(rng) for _ in range(rng.randrange(1, 4))]
+            for entry, before in batch:
                 slot = m.cmdq + 64 * (m.cmdq_pi % (1 << CMDQ_LOG))
-                entry, before = _command(rng)
                 out += before
                 out.append(memwrite(slot, entry))
                 m.cmdq_pi = (m.cmdq_pi + 1) & 0xFFFFFFFF

@@ -47,7 +47,9 @@ def test_a_failing_scenario_exits_1_and_stops_the_rest(tmp_path: Path,
     bad.write_text("machines: [{name: vm0, accel: tcg, memory: 256M}]\n"
                    "steps: [{exec: 'false'}]\n")
     out = no_leftovers / "r.json"
-    proc = run_cli("run", str(bad), "scenarios/hmm-selftest.yaml",
+    # One at a time: the second is not started once the first failed (with the
+    # default -j, one per core, both would already be running).
+    proc = run_cli("run", "-j", "1", str(bad), "scenarios/hmm-selftest.yaml",
                    "--artifacts", str(no_leftovers), "--json", str(out))
     assert proc.returncode == 1
     data = json.loads(out.read_text())

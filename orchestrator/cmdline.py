@@ -278,10 +278,8 @@ def build_argv(
         f"socket,id=qmp0,path={paths.qmp_sock},server=on,wait=off",
         "-mon",
         "chardev=qmp0,mode=control",
-        # The agent needs one port (port 0 stays reserved for a console);
-        # QEMU's default of 31 has the guest set up 64 virtqueues for nothing.
         "-device",
-        "virtio-serial-pci,id=vser0,max_ports=2",
+        "virtio-serial-pci,id=vser0",
         "-chardev",
         f"socket,id=agent0,path={paths.agent_sock},server=on,wait=off",
         "-device",

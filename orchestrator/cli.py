@@ -70,10 +70,7 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
             return EXIT_FAILED
         finally:
             run.duration = time.monotonic() - t0
-            if args.json:
-                write_json(run, Path(args.json))
-            if args.junit:
-                write_junit(run, Path(args.junit))
+            _write_results(args, run)
         return _report(run, opts)
     jobs = args.jobs or auto_jobs(loaded)
     sem = asyncio.Semaphore(max(1, jobs))
@@ -105,11 +102,16 @@ async def _run_all(args: argparse.Namespace, loaded: list[LoadedScenario]) -> in
             await asyncio.gather(ticker, return_exceptions=True)
         run.scenarios = [r for r in results if r is not None]
         run.duration = time.monotonic() - t0
-        if args.json:
-            write_json(run, Path(args.json))
-        if args.junit:
-            write_junit(run, Path(args.junit))
+        _write_results(args, run)
     return _report(run, opts)
+
+
+def _write_results(args: argparse.Namespace, run: RunResult) -> None:
+    """--json and --junit, whatever ended the run."""
+    if args.json:
+        write_json(run, Path(args.json))
+    if args.junit:
+        write_junit(run, Path(args.junit))
 
 
 def auto_jobs(loaded: list[LoadedScenario]) -> int:

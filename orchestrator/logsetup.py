@@ -24,10 +24,9 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.processors import NAME_TO_LEVEL
 
 LogFormat = Literal["auto", "console", "json"]
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50,
-          "exception": 40}
 
 # The open orchestrator.log of the scenario whose task logs the event.
 RUN_LOG: contextvars.ContextVar[TextIO | None] = contextvars.ContextVar("p2plab_run_log",
@@ -53,7 +52,7 @@ def _tee_to_run_log(_logger: Any, method: str,
 def _stderr_threshold(level: int) -> structlog.types.Processor:
     def keep(_logger: Any, method: str,
              event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        if LEVELS.get(method, 20) < level:
+        if NAME_TO_LEVEL.get(method, logging.INFO) < level:
             raise structlog.DropEvent
         return event
     return keep

@@ -55,7 +55,8 @@ KernelSpec = Annotated[str, Field(
     min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f]+$",
     description="a built kernel's name (7.2, 6.12, 7.2-debug) or a path",
 )]
-Size = Annotated[str, Field(pattern=r"^[0-9]{1,16}[KMGT]?$", description="e.g. 1G, 512M")]
+SIZE_PATTERN = r"[0-9]{1,16}[KMGT]?"  # at most 16 digits: a size never needs more
+Size = Annotated[str, Field(pattern=f"^{SIZE_PATTERN}$", description="e.g. 1G, 512M")]
 
 
 def size_bytes(size: str) -> int:
@@ -132,7 +133,7 @@ class Device(Strict):
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, int | str) or (
-                    isinstance(v, str) and not re.fullmatch(r"[0-9]{1,16}[KMGT]?", v)):
+                    isinstance(v, str) and not re.fullmatch(SIZE_PATTERN, v)):
                 raise ValueError(f"{prop} {v!r} is not a size: write e.g. 1G or 256M")
             _bounded_size(str(v), lo, hi, prop)
         return self
@@ -184,7 +185,7 @@ class Disk(Strict):
     @field_validator("size", mode="before")
     @classmethod
     def _size(cls, v: Any) -> Any:
-        if not isinstance(v, str) or not re.fullmatch(r"[0-9]{1,16}[KMGT]?", v):
+        if not isinstance(v, str) or not re.fullmatch(SIZE_PATTERN, v):
             raise ValueError(f"{v!r} is not a size: write e.g. 64M or 1G (at most 1T)")
         return _bounded_size(v, 1 << 9, MAX_MEMORY, "size")
 
@@ -259,7 +260,7 @@ class Link(Strict):
     b: Annotated[str, Field(pattern=r"^[A-Za-z][\w-]*\.[A-Za-z][\w-]*$")]
 
 
-MAX_LAN_MACHINES = 16
+MAX_LAN_MACHINES = MAX_MACHINES
 LAN_DEFAULT_MTU = 1500
 
 

@@ -129,15 +129,17 @@ class _Walker:
         self.values = 0
         self.active: set[int] = set()
 
+    def _problem(self, node: yaml.Node, path: DocPath, message: str) -> Problem:
+        line, col = _mark(node)
+        return Problem(self.smap.file, line, col, format_path(path), message)
+
     def walk(self, node: yaml.Node, path: DocPath, *, record: bool = True) -> Any:
         self.values += 1
         if self.values > MAX_VALUES:
             raise _TooLarge(node)
         if id(node) in self.active:
-            line, col = _mark(node)
-            raise ScenarioError([Problem(
-                self.smap.file, line, col, format_path(path),
-                "a recursive alias: this node contains an alias to itself")])
+            raise ScenarioError([self._problem(
+                node, path, "a recursive alias: this node contains an alias to itself")])
         if record:
             self.smap.values[path] = _mark(node)
         if isinstance(node, yaml.ScalarNode):
@@ -155,10 +157,9 @@ class _Walker:
         try:
             return self.loader.construct_object(node, deep=True)
         except ValueError as exc:  # e.g. an integer of more than 4300 digits
-            line, col = _mark(node)
             what = str(exc).split(";")[0]
-            self.problems.append(Problem(self.smap.file, line, col, format_path(path),
-                                         f"cannot read {node.value[:20]!r}...: {what}"))
+            self.problems.append(self._problem(
+                node, path, f"cannot read {node.value[:20]!r}...: {what}"))
             return None
 
     def merged(self, vnode: yaml.Node, path: DocPath) -> dict[Any, Any]:
@@ -167,10 +168,8 @@ class _Walker:
         out: dict[Any, Any] = {}
         for src in sources:
             if not isinstance(src, yaml.MappingNode):
-                line, col = _mark(src)
-                self.problems.append(Problem(self.smap.file, line, col, format_path(path),
-                                             "a merge key ('<<') takes a mapping or a list "
-                                             "of mappings"))
+                self.problems.append(self._problem(
+                    src, path, "a merge key ('<<') takes a mapping or a list of mappings"))
                 continue
             for k, v in self.walk(src, path, record=False).items():
                 out.setdefault(k, v)
@@ -185,26 +184,17 @@ class _Walker:
                     merged.setdefault(k, v)
                 continue
             if not isinstance(knode, yaml.ScalarNode):
-                line, col = _mark(knode)
-                self.problems.append(Problem(self.smap.file, line, col, format_path(path),
-                                             "a key must be a plain value, not a list or "
-                                             "a mapping"))
+                self.problems.append(self._problem(
+                    knode, path, "a key must be a plain value, not a list or a mapping"))
                 continue
             key = self.scalar(knode, path)
             if not isinstance(key, str | int | float | bool) or key is None:
                 key = str(key)
             if key in out:
-                line, col = _mark(knode)
                 first = self.smap.keys.get((*path, key), (0, 0))
-                self.problems.append(
-                    Problem(
-                        self.smap.file,
-                        line,
-                        col,
-                        format_path((*path, key)),
-                        f"duplicate key {key!r} (first defined at line {first[0]})",
-                    )
-                )
+                self.problems.append(self._problem(
+                    knode, (*path, key),
+                    f"duplicate key {key!r} (first defined at line {first[0]})"))
                 continue
             if record:
                 self.smap.keys[(*path, key)] = _mark(knode)

@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from orchestrator import runner
 from orchestrator.runner import RunOptions, run_scenario
 from orchestrator.scenario import LoadedScenario, parse_scenario
-from tests.support.poll import async_wait_until, within
+from tests.support.poll import async_wait_until, wait_until, within
 
 from .conftest import REPO, orchestrator_cmd, pid_alive, qemu_pids
 
@@ -40,13 +39,6 @@ def _loaded(text: str) -> LoadedScenario:
     return parse_scenario(text, "test.yaml")
 
 
-def _wait_for(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
 
 def _exec_started(artifacts: Path) -> bool:
     return any('"op":"exec"' in p.read_text() for p in artifacts.rglob("agent.log"))
@@ -58,7 +50,8 @@ def _start_sleeper(tmp_path: Path, artifacts: Path) -> subprocess.Popen[bytes]:
         orchestrator_cmd("run", str(scenario), "--artifacts", str(artifacts)),
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    _wait_for(lambda: _exec_started(artifacts), 120, "the guest command to start")
+    wait_until(lambda: _exec_started(artifacts), "the guest command to start", timeout=120,
+               interval=0.1)
     return proc
 
 
@@ -78,7 +71,8 @@ def test_sigkill_of_the_orchestrator_takes_qemu_along(tmp_path: Path,
     (pid,) = qemu_pids(no_leftovers)
     proc.kill()
     proc.wait(10)
-    _wait_for(lambda: not pid_alive(pid), 10, "QEMU to die with its parent")
+    wait_until(lambda: not pid_alive(pid), "QEMU to die with its parent", timeout=10,
+               interval=0.1)
 
 
 async def test_cancellation_tears_down(no_leftovers: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .errors import Problem, ScenarioError
 from .yamlsource import DocPath, SourceMap, format_path
 
 MAX_CELLS = 256
+MAX_PRODUCT = 4096
 
 _SEGMENT = re.compile(r"([A-Za-z_][\w-]*)((?:\[[^\]]*\])*)")
 _SELECTOR = re.compile(r"\[([^\]]*)\]")
@@ -127,6 +129,12 @@ def cells(matrix: dict[str, Any], smap: SourceMap) -> list[Cell]:
     """The cells of a validated ``matrix`` mapping (see the module docstring)."""
     axes: dict[str, dict[str, Any]] = matrix["axes"]
     names = list(axes)
+    combos = math.prod(len(axes[n]["values"]) for n in names)
+    if combos > MAX_PRODUCT:
+        # Counted, not built: 8 axes of 64 values would be 2.8e14 combinations.
+        raise ScenarioError([smap.problem(("matrix", "axes"), (
+            f"the axes make {combos} combinations: at most {MAX_PRODUCT} before "
+            f"excludes ({MAX_CELLS} cells after them)"))])
     product = [Cell(tuple(zip(names, combo, strict=True)))
                for combo in itertools.product(*(axes[n]["values"] for n in names))]
     problems: list[Problem] = []

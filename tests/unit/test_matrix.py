@@ -121,3 +121,12 @@ def test_results_by_axis() -> None:
     table = axis_table(rs)
     assert "k     7.2    1       1" in table
     assert "failed cells:\n  m[k=7.2,v=b]" in table
+
+
+def test_a_huge_product_is_refused_before_it_is_built() -> None:
+    values = ", ".join(map(str, range(64)))
+    axes = "".join(f"    a{i}: {{set: 'machines[*].cpu', values: [{values}]}}\n"
+                   for i in range(8))
+    with pytest.raises(ScenarioError, match=r"the axes make 281474976710656 combinations: "
+                                            r"at most 4096 before excludes"):
+        _cells("  axes:\n" + axes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.support.qtest import ECAM_BASE
+from tests.support.qtest import ECAM_LINES
 
 
 def qmp(cmd: str, **args: object) -> str:
@@ -18,5 +18,4 @@ def memwrite(addr: int, data: bytes) -> str:
 
 def reset_machine() -> list[str]:
     """A system reset, then the ECAM window firmware would have re-enabled."""
-    return [qmp("system_reset"), "outl 0xcf8 0x80000060", f"outl 0xcfc {ECAM_BASE | 1:#x}",
-            "outl 0xcf8 0x80000064", "outl 0xcfc 0x0"]
+    return [qmp("system_reset"), *ECAM_LINES]

@@ -26,6 +26,9 @@ QEMU = Path(os.environ.get("P2PLAB_QEMU", REPO / "build" / "bin" / "qemu-system-
 
 # q35: ECAM window we program into the MCH's PCIEXBAR (no firmware runs here).
 ECAM_BASE = 0xB000_0000
+# The qtest lines that do it: MCH (00:00.0) PCIEXBAR at 0x60 = base | 256 MiB | enable.
+ECAM_LINES = ["outl 0xcf8 0x80000060", f"outl 0xcfc {ECAM_BASE | 1:#x}",
+              "outl 0xcf8 0x80000064", "outl 0xcfc 0x0"]
 
 
 class QTestError(Exception):
@@ -243,11 +246,7 @@ class QTest:
 
     # -- PCI ------------------------------------------------------------------
     def enable_ecam(self) -> None:
-        # MCH (00:00.0) PCIEXBAR at 0x60: base | 256 MiB | enable.
-        self.outl(0xCF8, 0x8000_0060)
-        self.outl(0xCFC, ECAM_BASE | 1)
-        self.outl(0xCF8, 0x8000_0064)
-        self.outl(0xCFC, 0)
+        self.batch(ECAM_LINES)
 
     def pci(self, bus: int, dev: int, fn: int = 0) -> PCIDev:
         return PCIDev(self, bus, dev, fn)
